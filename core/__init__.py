@@ -1,0 +1,54 @@
+"""Interpretable diabetic retinopathy grading: the network and score propagation of
+de la Torre, Valls & Puig (2017/2020), with no user interface.
+
+    model = core.load_weights("paper")        # or "demo", or a path
+    fundus = core.read_fundus("eye.jpg")
+    exp = core.explain(model, fundus)
+    exp.scores, exp.probabilities, exp.grade
+    exp.layer(12).input_dependent              # 5 x 20 x 20
+    exp.in_input_space(12, "constant")         # 5 x 640 x 640
+    exp.total()                                # 5 x 640 x 640, sums to the scores
+    exp.mask(grade=4, k=2.0)                   # pixels above k sigma
+"""
+
+from .explanation import PARTS, Explanation, LayerMaps, explain, threshold_mask
+from .fundus import Fundus, FundusReadError, read_fundus
+from .model import CONV_LAYERS, GRADE_NAMES, INPUT_SIZE, LAYERS, DRNet, LayerSpec, layer
+from .weights import (
+    DEFAULT,
+    REGISTRY,
+    LoadedModel,
+    WeightsEntry,
+    WeightsError,
+    default_name,
+    fetch,
+    is_available,
+    load_weights,
+)
+
+__all__ = [
+    "CONV_LAYERS",
+    "DEFAULT",
+    "GRADE_NAMES",
+    "INPUT_SIZE",
+    "LAYERS",
+    "PARTS",
+    "REGISTRY",
+    "DRNet",
+    "Explanation",
+    "Fundus",
+    "FundusReadError",
+    "LayerMaps",
+    "LayerSpec",
+    "LoadedModel",
+    "WeightsEntry",
+    "WeightsError",
+    "default_name",
+    "explain",
+    "fetch",
+    "is_available",
+    "layer",
+    "load_weights",
+    "read_fundus",
+    "threshold_mask",
+]

@@ -1,0 +1,241 @@
+"""The Explanation: every number the viewer, the CLI and the exports show.
+
+``explain`` runs the network and the propagation once for all five grades;
+input-space maps, totals and masks are derived on demand and cached (the object
+is read-only otherwise, so one instance may be shared between threads).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from .fundus import Fundus
+from .model import CONV_LAYERS, GRADE_NAMES, INPUT_SIZE, LayerSpec, layer
+from .propagation import Propagation, propagate
+from .transport import to_input_space
+from .weights import LoadedModel
+
+Part = Literal["input_dependent", "constant"]
+PARTS: tuple[Part, ...] = ("input_dependent", "constant")
+TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class LayerMaps:
+    """Layer L's two hidden-space maps, channels summed, for all grades (5, H, W)."""
+
+    spec: LayerSpec
+    input_dependent: np.ndarray
+    constant: np.ndarray
+
+
+class Explanation:
+    """Scores and their decomposition for one fundus image and one model."""
+
+    def __init__(self, prop: Propagation, fundus: Fundus, weights_name: str, weights_sha256: str) -> None:
+        self.fundus = fundus
+        self.weights_name = weights_name
+        self.weights_sha256 = weights_sha256
+        self.scores = prop.scores
+        self.features = prop.features
+        self.bias = prop.bias
+        self.activations = prop.activations
+        self.input_map = prop.input_map
+        self._layers = {
+            spec.index: LayerMaps(spec, prop.input_dependent[spec.index - 1], prop.constant[spec.index - 1])
+            for spec in CONV_LAYERS
+        }
+        z = self.scores.astype(np.float64)
+        e = np.exp(z - z.max())
+        self.probabilities = e / e.sum()
+        self.grade = int(np.argmax(self.scores))
+        self._cache: dict[Any, np.ndarray] = {}
+        self._lock = threading.RLock()
+
+    # -- hidden space ---------------------------------------------------------
+    def layer(self, index: int) -> LayerMaps:
+        """Hidden maps of layer ``index`` (1..15)."""
+        if index not in self._layers:
+            raise ValueError(f"hidden maps exist for layers 1..15, not {index}")
+        return self._layers[index]
+
+    @property
+    def grade_name(self) -> str:
+        return GRADE_NAMES[self.grade]
+
+    # -- input space ----------------------------------------------------------
+    def _cached(self, key: Any, make) -> np.ndarray:
+        with self._lock:
+            if key not in self._cache:
+                arr = make()
+                arr.setflags(write=False)
+                self._cache[key] = arr
+            return self._cache[key]
+
+    def in_input_space(self, index: int, part: Part) -> np.ndarray:
+        """Layer ``index``'s map ``part`` spread over receptive fields: (5, 640, 640)."""
+        if part not in PARTS:
+            raise ValueError(f"part must be one of {PARTS}, not {part!r}")
+        maps = self.layer(index)
+        return self._cached((index, part), lambda: to_input_space(getattr(maps, part), maps.spec))
+
+    def constants(self) -> np.ndarray:
+        """Sum of every layer's constant map in input space (5, 640, 640)."""
+        return self._cached(
+            "constants",
+            lambda: np.sum([self.in_input_space(s.index, "constant") for s in CONV_LAYERS], axis=0, dtype=np.float64).astype(np.float32),
+        )
+
+    def bias_map(self) -> np.ndarray:
+        """Layer 16's bias, which has no place, spread evenly over the field of view."""
+
+        def make() -> np.ndarray:
+            fov = self.fundus.fov if self.fundus.fov.any() else np.ones_like(self.fundus.fov)
+            per_pixel = self.bias.astype(np.float64) / fov.sum()
+            return (per_pixel[:, None, None] * fov[None]).astype(np.float32)
+
+        return self._cached("bias", make)
+
+    def total(self) -> np.ndarray:
+        """Input map + all constant maps + the bias map: (5, 640, 640), sums to the scores."""
+        return self._cached(
+            "total",
+            lambda: (self.input_map.astype(np.float64) + self.constants() + self.bias_map()).astype(np.float32),
+        )
+
+    def materialise(self) -> None:
+        """Compute every input-space map now (benchmarks, exports)."""
+        self.total()
+
+    # -- thresholds -----------------------------------------------------------
+    def mask(self, grade: int, k: float = 2.0, values: np.ndarray | None = None) -> np.ndarray:
+        """Pixels of the field of view whose score is positive and above mean + k std.
+
+        The statistics are taken over the field of view of ``values`` (default:
+        the grade's total map), as the blog's binary map.
+        """
+        m = self.total()[grade] if values is None else values
+        return threshold_mask(m, self.fundus.fov, k)
+
+    # -- checks ---------------------------------------------------------------
+    def conservation(self) -> dict[str, Any]:
+        """Per grade and layer: the score, the sums that must add up to it, the error.
+
+        At layer L: score = sum(input-dependent map of L) + sum(constants of layers
+        >= L) + bias; at the input: the input map in place of layer L's map. The
+        relative error is |residual| / |score|; sums are accumulated in float64.
+        """
+        grades = []
+        worst = 0.0
+        for c in range(len(self.scores)):
+            score = float(self.scores[c])
+            denom = max(abs(score), 1e-12)
+            const_from = 0.0
+            rows = []
+            for spec in reversed(CONV_LAYERS):
+                maps = self._layers[spec.index]
+                const_from += float(maps.constant[c].sum(dtype=np.float64))
+                dep = float(maps.input_dependent[c].sum(dtype=np.float64))
+                rec = dep + const_from + float(self.bias[c])
+                rows.append({
+                    "layer": spec.index,
+                    "input_dependent": dep,
+                    "constant": float(maps.constant[c].sum(dtype=np.float64)),
+                    "constants_from_layer": const_from,
+                    "reconstructed": rec,
+                    "relative_error": abs(score - rec) / denom,
+                })
+            inp = float(self.input_map[c].sum(dtype=np.float64))
+            rec_in = inp + const_from + float(self.bias[c])
+            feat = float(self.features[c].sum(dtype=np.float64)) + float(self.bias[c])
+            total = float(self.total()[c].sum(dtype=np.float64))
+            errs = [r["relative_error"] for r in rows] + [abs(score - rec_in) / denom, abs(score - feat) / denom, abs(score - total) / denom]
+            worst = max(worst, *errs)
+            grades.append({
+                "grade": c,
+                "score": score,
+                "bias": float(self.bias[c]),
+                "features_sum": float(self.features[c].sum(dtype=np.float64)),
+                "input_map_sum": inp,
+                "constants_sum": const_from,
+                "total_map_sum": total,
+                "relative_error": max(errs),
+                "layers": rows,
+            })
+        return {"tolerance": TOLERANCE, "max_relative_error": worst, "ok": worst <= TOLERANCE, "grades": grades}
+
+    # -- export ---------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """The contents of ``scores.json``."""
+        cons = self.conservation()
+        return {
+            "scores": [float(s) for s in self.scores],
+            "probabilities": [float(p) for p in self.probabilities],
+            "grade": self.grade,
+            "grade_name": self.grade_name,
+            "grade_names": list(GRADE_NAMES),
+            "weights": {"name": self.weights_name, "sha256": self.weights_sha256},
+            "image": {
+                "source": self.fundus.source,
+                "original_size": list(self.fundus.original_size),
+                "crop_box": list(self.fundus.crop_box),
+                "warnings": list(self.fundus.warnings),
+            },
+            "conservation": {
+                "tolerance": cons["tolerance"],
+                "max_relative_error": cons["max_relative_error"],
+                "ok": cons["ok"],
+                "grades": [
+                    {k: g[k] for k in ("grade", "score", "relative_error", "bias", "features_sum", "input_map_sum", "constants_sum", "total_map_sum")}
+                    for g in cons["grades"]
+                ],
+            },
+        }
+
+    def scores_json(self) -> str:
+        return json.dumps(self.summary(), indent=2)
+
+    def npz_bytes(self) -> bytes:
+        """``explanation.npz``: scores, features, bias, input map, total and every hidden map."""
+        arrays: dict[str, np.ndarray] = {
+            "scores": self.scores,
+            "probabilities": self.probabilities.astype(np.float32),
+            "features": self.features,
+            "bias": self.bias,
+            "input_map": self.input_map,
+            "total": self.total(),
+            "fov": self.fundus.fov,
+        }
+        for spec in CONV_LAYERS:
+            arrays[f"layer{spec.index}_input_dependent"] = self._layers[spec.index].input_dependent
+            arrays[f"layer{spec.index}_constant"] = self._layers[spec.index].constant
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        return buf.getvalue()
+
+
+def threshold_mask(values: np.ndarray, fov: np.ndarray, k: float) -> np.ndarray:
+    """Positive pixels above mean + k standard deviations of the field of view's values."""
+    region = values[fov] if fov.any() else values.ravel()
+    if region.size == 0:
+        return np.zeros(values.shape, bool)
+    mu = float(region.mean(dtype=np.float64))
+    sd = float(region.std(dtype=np.float64))
+    return (values > 0) & (values > mu + k * sd) & (fov if fov.any() else True)
+
+
+def explain(model: LoadedModel, fundus: Fundus) -> Explanation:
+    """Run the model on ``fundus`` and decompose all five scores down to the pixels."""
+    if fundus.image.shape != (INPUT_SIZE, INPUT_SIZE, 3):
+        raise ValueError(f"fundus image must be {INPUT_SIZE}x{INPUT_SIZE}x3, got {fundus.image.shape}")
+    x = model.normalisation.to_tensor(fundus.image)
+    return Explanation(propagate(model.model, x), fundus, model.name, model.sha256)
+
+
+__all__ = ["Explanation", "LayerMaps", "explain", "threshold_mask", "layer", "PARTS"]

@@ -1,0 +1,144 @@
+"""Score propagation (PAPER.md section 4) for all five grades in one pass.
+
+The paper's rules make every activation's score proportional to it, S = lambda*a,
+and the factor lambda obeys the same recursion as a gradient whose ReLU gates
+close below ``ACTIVE_THRESHOLD``. So one forward pass records activations, BN
+constants and max-pool winners, and one hand-written backward pass carries the
+five grades' lambdas together as a batch of 5 (no autograd, no per-grade loop).
+At each block the score splits into the constant part lambda*K, with
+K = beta + gamma*(b - mu)/sigma, and the input-dependent part lambda*(O - K).
+Tests check this against a literal layer-by-layer implementation of the rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .model import ACTIVE_THRESHOLD, DRNet
+
+Precision = Literal["float32", "float64"]
+
+
+@dataclass
+class Propagation:
+    """Raw results for all grades; arrays are float32, grade-major (5, ...)."""
+
+    scores: np.ndarray  # (5,) pre-softmax
+    features: np.ndarray  # (5, 64) w_cj * f_j
+    bias: np.ndarray  # (5,)
+    input_dependent: list[np.ndarray]  # [L-1] -> (5, H_L, W_L), channels summed
+    constant: list[np.ndarray]  # [L-1] -> (5, H_L, W_L)
+    input_map: np.ndarray  # (5, H, W), RGB summed
+    activations: np.ndarray  # (64,) layer-16 inputs f_j
+
+
+@dataclass
+class _Block:
+    weight: torch.Tensor  # conv weight with the BN scale gamma/sigma folded in
+    padding: tuple[int, int]
+    linear: torch.Tensor  # O - K = (gamma/sigma) W*I where active, (1, C, H, W)
+    const: torch.Tensor  # K per channel, (C,)
+    gate: torch.Tensor  # 1 where lambda may be non-zero: active and, before a max pool, the winner
+
+
+def _bn_terms(conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(K, gamma/sigma) in ``dtype``: BN(conv(I)) = (gamma/sigma) * (W*I) + K per channel."""
+    mean, var = bn.running_mean.to(dtype), bn.running_var.to(dtype)
+    scale = bn.weight.to(dtype) / torch.sqrt(var + bn.eps)
+    bias = conv.bias.to(dtype) if conv.bias is not None else torch.zeros_like(mean)
+    return bn.bias.to(dtype) + scale * (bias - mean), scale
+
+
+def _forward(
+    model: DRNet, x: torch.Tensor, fmt: torch.memory_format, dtype: torch.dtype
+) -> tuple[list[_Block], torch.Tensor, torch.Tensor]:
+    """Forward pass in ``dtype`` recording what the backward pass needs."""
+    blocks: list[_Block] = []
+    h = x.to(dtype).contiguous(memory_format=fmt)
+    for i, (conv, bn) in enumerate(model.blocks()):
+        const, scale = _bn_terms(conv, bn, dtype)
+        weight = (conv.weight.to(dtype) * scale.view(-1, 1, 1, 1)).contiguous(memory_format=fmt)
+        out = torch.relu_(F.conv2d(h, weight, const, conv.stride, conv.padding))
+        gate = out >= ACTIVE_THRESHOLD
+        if i < 14 and i % 2 == 1:  # a 2x2 max pool follows layers 2, 4, ..., 14
+            h, idx = F.max_pool2d(out, 2, 2, return_indices=True)
+            won = torch.zeros(out.shape, dtype=torch.bool).flatten(2).scatter_(2, idx.flatten(2), True)
+            gate &= won.view_as(out).contiguous(memory_format=fmt)
+        else:
+            h = out
+        blocks.append(_Block(weight, conv.padding, out - const.view(1, -1, 1, 1), const, gate.to(dtype)))
+    feats = F.avg_pool2d(h, model.classifier[-1].kernel_size).flatten(1)
+    scores = F.linear(feats, model.linear.weight.to(dtype), model.linear.bias.to(dtype))
+    return blocks, feats[0], scores[0]
+
+
+def _upsample2(g: torch.Tensor) -> torch.Tensor:
+    """Undo a 2x2 max pool's shape; the gate then keeps only each window's winner."""
+    return F.interpolate(g, scale_factor=2, mode="nearest")
+
+
+@torch.inference_mode()
+def propagate(
+    model: DRNet, x: torch.Tensor, *, precision: Precision = "float32", channels_last: bool = True
+) -> Propagation:
+    """Scores and every layer's hidden maps for all grades of one input ``x`` (1, 3, H, W).
+
+    ``x`` must already be normalised. ``precision`` is the arithmetic of both
+    passes. The split between a layer's input-dependent and constant maps is
+    discontinuous at units whose activation sits at the 1e-5 threshold or ties
+    in a max pool: float32 rounding decides a few such units differently from
+    float64 (conservation holds either way). "float64" is the reference; it
+    runs PyTorch's slow double-precision convolutions.
+    """
+    if x.ndim != 4 or x.shape[0] != 1:
+        raise ValueError("propagate expects one image, shape (1, 3, H, W)")
+    model = model.eval()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    if precision not in ("float32", "float64"):
+        raise ValueError(f"precision must be 'float32' or 'float64', not {precision!r}")
+    dtype = torch.float64 if precision == "float64" else torch.float32
+    blocks, feats, scores = _forward(model, x, fmt, dtype)
+    x = x.to(dtype).contiguous(memory_format=fmt)
+    w_lin = model.linear.weight.to(dtype)  # (5, 64)
+    n = w_lin.shape[0]
+
+    # Layer 16 and the proportional average pool: each of the positions p of
+    # feature j receives w_cj * a(p) / area, i.e. lambda = w_cj / area.
+    last = blocks[-1].linear
+    area = last.shape[-1] * last.shape[-2]
+    g = (w_lin / area).view(n, -1, 1, 1).expand(n, -1, *last.shape[-2:]).contiguous(memory_format=fmt)
+
+    input_dep: list[np.ndarray] = [np.empty(0)] * len(blocks)
+    constant: list[np.ndarray] = [np.empty(0)] * len(blocks)
+    for i in range(len(blocks) - 1, -1, -1):
+        b = blocks[i]
+        lam = g.mul_(b.gate)  # lambda = S_O / O, zero where inactive or not a pool winner
+        constant[i] = torch.einsum("nchw,c->nhw", lam, b.const).numpy().copy()
+        input_dep[i] = torch.einsum("nchw,chw->nhw", lam, b.linear[0]).numpy().copy()
+        g = F.conv_transpose2d(lam, b.weight, padding=b.padding)
+        if i == 0:
+            input_map = torch.einsum("nchw,chw->nhw", g, x[0])
+        elif blocks[i - 1].linear.shape[-1] != g.shape[-1]:
+            g = _upsample2(g)
+
+    return Propagation(
+        scores=scores.numpy().copy(),
+        features=(w_lin * feats.view(1, -1)).numpy().copy(),
+        bias=model.linear.bias.to(dtype).numpy().copy(),
+        input_dependent=input_dep,
+        constant=constant,
+        input_map=input_map.numpy().copy(),
+        activations=feats.numpy().copy(),
+    )
+
+
+@torch.inference_mode()
+def forward_scores(model: DRNet, x: torch.Tensor, *, channels_last: bool = True) -> np.ndarray:
+    """Pre-softmax scores of a batch ``x`` (N, 3, H, W): forward only."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return model.eval()(x.contiguous(memory_format=fmt)).float().numpy()
