@@ -17,7 +17,7 @@ import numpy as np
 
 from .fundus import Fundus
 from .model import CONV_LAYERS, GRADE_NAMES, INPUT_SIZE, LayerSpec, layer
-from .propagation import Propagation, propagate
+from .propagation import Precision, Propagation, propagate
 from .transport import to_input_space
 from .weights import LoadedModel
 
@@ -230,12 +230,15 @@ def threshold_mask(values: np.ndarray, fov: np.ndarray, k: float) -> np.ndarray:
     return (values > 0) & (values > mu + k * sd) & (fov if fov.any() else True)
 
 
-def explain(model: LoadedModel, fundus: Fundus) -> Explanation:
-    """Run the model on ``fundus`` and decompose all five scores down to the pixels."""
+def explain(model: LoadedModel, fundus: Fundus, precision: Precision = "float32") -> Explanation:
+    """Run the model on ``fundus`` and decompose all five scores down to the pixels.
+
+    ``precision="float64"`` is the slow reference (see ``propagate``).
+    """
     if fundus.image.shape != (INPUT_SIZE, INPUT_SIZE, 3):
         raise ValueError(f"fundus image must be {INPUT_SIZE}x{INPUT_SIZE}x3, got {fundus.image.shape}")
     x = model.normalisation.to_tensor(fundus.image)
-    return Explanation(propagate(model.model, x), fundus, model.name, model.sha256)
+    return Explanation(propagate(model.model, x, precision=precision), fundus, model.name, model.sha256)
 
 
 __all__ = ["Explanation", "LayerMaps", "explain", "threshold_mask", "layer", "PARTS"]

@@ -1,0 +1,136 @@
+"""The weights registry: metadata as data, sha256 checks, safe and strict loading."""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from core import weights as W
+from core.model import DRNet, count_parameters
+
+REQUIRED_META = {"title", "training_data", "metrics", "licence", "intended_use", "num_params"}
+
+
+@pytest.mark.parametrize("entry", list(W.REGISTRY.values()), ids=lambda e: e.name)
+def test_every_entry_has_a_card(entry):
+    assert re.fullmatch(r"[0-9a-f]{64}", entry.sha256)
+    assert set(entry.meta) >= REQUIRED_META
+    assert len(entry.normalisation.mean) == 3 and all(s > 0 for s in entry.normalisation.std)
+    assert entry.url or entry.bundled
+    widths = entry.meta.get("widths")
+    assert count_parameters(DRNet(widths)) == entry.meta["num_params"]
+
+
+def test_paper_entry_is_the_published_file():
+    e = W.REGISTRY["paper"]
+    assert e.sha256 == "730173b044540b24c3c7c150248f624a728de2c6167d0baed1e46ffb49b9a206"
+    assert e.meta["metrics"]["validation_quadratic_weighted_kappa"] == 0.814
+    assert e.meta["metrics"]["test_quadratic_weighted_kappa"] == 0.801
+    assert e.normalisation.mean == (0.485, 0.456, 0.406)
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    model = DRNet((2,) * 15)
+    path = tmp_path / "tiny.pt"
+    W.save_checkpoint(path, model, {"title": "tiny", "synthetic": True})
+    return path, model
+
+
+def test_own_checkpoint_round_trip(tiny_checkpoint):
+    path, model = tiny_checkpoint
+    lm = W.load_weights(path)
+    assert lm.model.widths == (2,) * 15 and lm.is_synthetic
+    assert lm.sha256 == W.sha256_of(path)
+    for k, v in model.state_dict().items():
+        assert torch.equal(lm.model.state_dict()[k], v)
+    assert not any(p.requires_grad for p in lm.model.parameters()) and not lm.model.training
+
+
+def test_tampered_registry_file_is_refused(tmp_path, monkeypatch, tiny_checkpoint):
+    path, _ = tiny_checkpoint
+    entry = W.WeightsEntry(name="t", filename="t.pt", sha256=W.sha256_of(path), normalisation=W.IMAGENET, meta={})
+    monkeypatch.setitem(W.REGISTRY, "t", entry)
+    monkeypatch.setenv(W.ENV_DIR, str(tmp_path))
+    data = bytearray(path.read_bytes())
+    (tmp_path / "t.pt").write_bytes(bytes(data))
+    assert W.load_weights("t").model.widths == (2,) * 15
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / "t.pt").write_bytes(bytes(data))
+    with pytest.raises(W.WeightsError, match="sha256 mismatch"):
+        W.load_weights("t")
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, (f"touch {self.target}",))
+
+
+def test_pickle_that_runs_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    payload = _Payload()
+    payload.target = marker
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": {}, "x": payload}, path)
+    with pytest.raises(W.WeightsError, match="refused"):
+        W.load_weights(path)
+    assert not marker.exists()
+
+
+def test_wrong_shapes_missing_keys_and_truncation_are_refused(tmp_path, tiny_checkpoint):
+    path, model = tiny_checkpoint
+    sd = model.state_dict()
+    bad = dict(sd)
+    bad["output.0.weight"] = torch.zeros(3, 2)
+    torch.save({"state_dict": bad}, tmp_path / "shape.pt")
+    with pytest.raises(W.WeightsError, match="does not match"):
+        W.load_weights(tmp_path / "shape.pt")
+    missing = {k: v for k, v in sd.items() if not k.startswith("output")}
+    torch.save({"state_dict": missing}, tmp_path / "missing.pt")
+    with pytest.raises(W.WeightsError, match="does not match"):
+        W.load_weights(tmp_path / "missing.pt")
+    (tmp_path / "trunc.pt").write_bytes(path.read_bytes()[:500])
+    with pytest.raises(W.WeightsError, match="unreadable"):
+        W.load_weights(tmp_path / "trunc.pt")
+    with pytest.raises(W.WeightsError, match="no such file"):
+        W.load_weights(tmp_path / "absent.pt")
+
+
+def test_fetch_downloads_verifies_and_caches(tmp_path, monkeypatch, tiny_checkpoint):
+    path, _ = tiny_checkpoint
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv(W.ENV_DIR, raising=False)
+    entry = W.WeightsEntry(name="f", filename="f.pt", sha256=W.sha256_of(path), normalisation=W.IMAGENET,
+                           url=path.as_uri(), meta={})
+    monkeypatch.setitem(W.REGISTRY, "f", entry)
+    seen = []
+    got = W.fetch("f", progress=lambda done, total: seen.append(done))
+    assert got == tmp_path / "cache" / "dr-grader" / "weights" / "f.pt"
+    assert got.read_bytes() == path.read_bytes() and seen[-1] == path.stat().st_size
+    # a corrupted download never lands in the cache
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"x" * 100)
+    monkeypatch.setitem(W.REGISTRY, "g", W.WeightsEntry(name="g", filename="g.pt", sha256=entry.sha256,
+                                                       normalisation=W.IMAGENET, url=bad.as_uri(), meta={}))
+    with pytest.raises(W.WeightsError, match="sha256"):
+        W.fetch("g")
+    assert sorted(p.name for p in got.parent.iterdir()) == ["f.pt"]
+
+
+def test_fetch_offline_says_so_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv(W.ENV_DIR, raising=False)
+    monkeypatch.setitem(W.REGISTRY, "o", W.WeightsEntry(name="o", filename="o.pt", sha256="0" * 64, normalisation=W.IMAGENET,
+                                                       url="http://127.0.0.1:9/o.pt", meta={}))
+    with pytest.raises(W.WeightsError) as err:
+        W.fetch("o", timeout=5)
+    assert "cannot download" in str(err.value) and "\n" not in str(err.value)
+    assert not any(Path(tmp_path).rglob("*.pt"))
+
+
+def test_paper_weights_load_strictly(paper_model):
+    assert paper_model.name == "paper" and paper_model.sha256 == W.PAPER.sha256
+    assert paper_model.meta["num_params"] == 385_877
+    assert not paper_model.is_synthetic
