@@ -78,7 +78,7 @@ def test_grade_folder_reports_bad_files_and_goes_on(tmp_path):
     (folder / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     r = run_cli("grade", folder, "--csv", tmp_path / "g.csv", "--weights", _tiny(tmp_path), "--quiet")
     assert r.returncode == 0, r.stderr
-    rows = list(csv.DictReader(open(tmp_path / "g.csv")))
+    rows = list(csv.DictReader((tmp_path / "g.csv").read_text().splitlines()))
     assert [row["file"] for row in rows] == ["a.jpg", "c.png", "sub/b.png"]
     assert rows[1]["error"] and not rows[1]["grade"]
     for row in (rows[0], rows[2]):
