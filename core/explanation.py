@@ -87,10 +87,13 @@ class Explanation:
 
     def constants(self) -> np.ndarray:
         """Sum of every layer's constant map in input space (5, 640, 640)."""
-        return self._cached(
-            "constants",
-            lambda: np.sum([self.in_input_space(s.index, "constant") for s in CONV_LAYERS], axis=0, dtype=np.float64).astype(np.float32),
-        )
+        def make() -> np.ndarray:
+            acc = np.zeros(self.input_map.shape, np.float64)
+            for spec in CONV_LAYERS:
+                acc += self.in_input_space(spec.index, "constant")
+            return acc.astype(np.float32)
+
+        return self._cached("constants", make)
 
     def bias_map(self) -> np.ndarray:
         """Layer 16's bias, which has no place, spread evenly over the field of view."""
