@@ -1,0 +1,361 @@
+"""The clinician's page driven headless through Streamlit's AppTest.
+
+Every number the page shows is compared with what ``core`` computes on the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+import core
+from viewer.controls import LAYER_OPTIONS
+
+REPO = Path(__file__).resolve().parents[2]
+APP = REPO / "viewer" / "app.py"
+RETINA = REPO / "tests" / "data" / "retina.jpg"
+
+
+# ----------------------------------------------------------------------------- helpers
+def fmt(v: float) -> str:
+    text = f"{v:.1f}"
+    return "0.0" if text == "-0.0" else text
+
+
+def fmt_p(p: float) -> str:
+    if p < 0.001:
+        return "< 0.1 %"
+    if p > 0.999:
+        return "> 99.9 %"
+    return f"{100 * p:.1f} %"
+
+
+def new_app() -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def run(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.json, "stray output on the page (Streamlit 'magic' printed a value)"
+    return at
+
+
+def upload(at: AppTest, name: str, data: bytes, mime: str = "image/jpeg") -> AppTest:
+    at.file_uploader(key="upload").set_value((name, data, mime))
+    return run(at)
+
+
+def texts(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown]
+
+
+def find(at: AppTest, prefix: str) -> str:
+    hits = [t for t in texts(at) if t.startswith(prefix)]
+    assert hits, f"no markdown starting with {prefix!r}"
+    return hits[0]
+
+
+def has(at: AppTest, prefix: str) -> bool:
+    return any(t.startswith(prefix) for t in texts(at))
+
+
+def score_rows(at: AppTest) -> list[list[str]]:
+    table = find(at, "| Grade | Score | Probability |")
+    return [[c.strip().strip("*") for c in line.strip().strip("|").split("|")] for line in table.splitlines()[2:]]
+
+
+def pixel_count(at: AppTest) -> int:
+    m = re.search(r"\*\*([\d,]+) pixels\*\* are above", "\n".join(texts(at)))
+    assert m, "pixel count not shown"
+    return int(m.group(1).replace(",", ""))
+
+
+def conservation_text(at: AppTest) -> str:
+    return find(at, "**Conservation:**")
+
+
+@pytest.fixture
+def page(paper_weights_dir, retina_bytes) -> AppTest:
+    """The page with the real photograph uploaded."""
+    return upload(new_app(), RETINA.name, retina_bytes)
+
+
+# ----------------------------------------------------------------------------- tests
+def test_empty_page_asks_for_a_photograph(paper_weights_dir):
+    at = new_app()
+    assert "Diabetic retinopathy" in at.title[0].value
+    assert any("not a medical device" in t for t in texts(at))
+    card = find(at, "| | |")
+    assert "730173b044540b24c3c7c150248f624a728de2c6167d0baed1e46ffb49b9a206" in card
+    assert "385,877" in card and "EyePACS" in card and "Licence" in card
+    assert at.file_uploader(key="upload") is not None
+    assert "Photograph · retina-normal.jpg" in at.selectbox(key="sample").options
+    assert any("Upload a fundus photograph" in i.value for i in at.info)
+    assert not at.error
+
+
+def test_scores_probabilities_and_grade_equal_core(page, core_result):
+    exp = core_result
+    rows = score_rows(page)
+    assert len(rows) == 5
+    for g, (label, score, prob) in enumerate(rows):
+        assert label == f"{g} · {core.GRADE_NAMES[g]}"
+        assert score == fmt(float(exp.scores[g]))
+        assert prob == fmt_p(float(exp.probabilities[g]))
+    assert find(page, "#### The model's grade").startswith(f"#### The model's grade: {exp.grade} · {exp.grade_name}")
+    assert page.selectbox(key="grade").value == exp.grade
+    assert page.selectbox(key="own_grade").value is None
+    assert page.select_slider(key="layer").value == "input"
+    assert len(page.get("plotly_chart")) >= 1
+    cons = exp.conservation()["grades"][exp.grade]
+    line = conservation_text(page)
+    assert f"input map {fmt(cons['input_map_sum'])}" in line
+    assert f"score {fmt(cons['score'])} ✓" in line
+    # the retina as the model sees it, and the original size in its caption
+    assert any("original 1411×1411" in c for img in page.image for c in img.captions)
+
+
+def test_layer_slider_every_value(page, core_result):
+    exp = core_result
+    g = exp.grade
+    rows = {r["layer"]: r for r in exp.conservation()["grades"][g]["layers"]}
+    for value in LAYER_OPTIONS:
+        page.select_slider(key="layer").set_value(value)
+        run(page)
+        head = find(page, "##### Grade")
+        line = conservation_text(page)
+        assert "✓" in line, line
+        assert f"= score {fmt(float(exp.scores[g]))}" in line
+        if value == 16:
+            assert "Layer 16" in head
+            keys = [c.proto.id for c in page.get("plotly_chart")]
+            assert len(keys) >= 2  # scores + the 64 feature scores
+            assert f"feature scores {fmt(float(exp.features[g].sum(dtype=np.float64)))}" in line
+        elif value == "input":
+            assert "Input" in head
+        else:
+            spec = core.layer(value)
+            assert f"Layer {value} ·" in head
+            assert f"receptive field {spec.rf_paper} px" in head
+            assert f"hidden grid {spec.hidden}×{spec.hidden}" in head
+            row = rows[value]
+            assert find(page, "**Input-dependent part**").endswith(f"Σ {fmt(row['input_dependent'])}")
+            assert find(page, "**Constant part**").endswith(f"Σ {fmt(row['constant'])}")
+            assert find(page, f"**Hidden {spec.hidden}×{spec.hidden}, input-dependent**").endswith(f"Σ {fmt(row['input_dependent'])}")
+            assert find(page, f"**Hidden {spec.hidden}×{spec.hidden}, constant**").endswith(f"Σ {fmt(row['constant'])}")
+            assert f"constants of layers ≥ {value} {fmt(row['constants_from_layer'])}" in line
+
+
+def test_threshold_pixel_counts_equal_core(page, core_result):
+    exp = core_result
+    g = exp.grade
+    fov = int(exp.fundus.fov.sum())
+    for layer, values in (("input", exp.total()[g]), (8, exp.in_input_space(8, "input_dependent")[g])):
+        page.select_slider(key="layer").set_value(layer)
+        for k in (0.5, 2.0, 3.7, 5.0):
+            page.slider(key="k").set_value(k)
+            run(page)
+            expected = int(exp.mask(g, k, values=values).sum())
+            assert pixel_count(page) == expected, (layer, k)
+            assert f"**{expected / fov:.2%}** of the field of view ({fov:,} pixels)" in "\n".join(texts(page))
+
+
+def test_grade_selector_and_own_grade(page, core_result):
+    exp = core_result
+    model_g = exp.grade
+    other = 3 if model_g != 3 else 2
+    page.selectbox(key="grade").set_value(other)
+    run(page)
+    assert find(page, "##### Grade").startswith(f"##### Grade {other} · {core.GRADE_NAMES[other]} (score {fmt(float(exp.scores[other]))})")
+    # the clinician's own grade: their maps beside the model's, with the score difference
+    own = 2 if model_g != 2 else 1
+    page.selectbox(key="own_grade").set_value(own)
+    for layer in (16, 8, "input"):
+        page.select_slider(key="layer").set_value(layer)
+        run(page)
+        head = [s.value for s in page.subheader if s.value.startswith("Your grade")]
+        assert head == [f"Your grade {own} · {core.GRADE_NAMES[own]} beside the model's grade {model_g} · {exp.grade_name}"]
+        diff = float(exp.scores[model_g]) - float(exp.scores[own])
+        assert any(f"a difference of **{fmt(diff)}** in favour of the model's grade" in t for t in texts(page))
+        if layer == 16:
+            assert len(page.get("plotly_chart")) >= 4  # scores, features, yours, the model's
+        else:
+            assert has(page, f"**Your grade {own} · {core.GRADE_NAMES[own]}** · score {fmt(float(exp.scores[own]))}")
+            assert has(page, f"**Model's grade {model_g} · {exp.grade_name}** · score {fmt(float(exp.scores[model_g]))}")
+    page.selectbox(key="own_grade").set_value(model_g)
+    run(page)
+    assert any("agrees" in i.value for i in page.info)
+
+
+def test_display_options_and_overlay(page):
+    before = [img.value for img in page.image]
+    page.toggle(key="overlay").set_value(True)
+    page.slider(key="opacity").set_value(0.4)
+    run(page)
+    after = [img.value for img in page.image]
+    assert len(after) == len(before)
+    for layer in ("input", 12, 1, 16):
+        page.select_slider(key="layer").set_value(layer)
+        page.toggle(key="log").set_value(True)
+        page.toggle(key="positive_only").set_value(True)
+        run(page)
+        assert has(page, "**Marked pixels**")
+        assert has(page, "**Flicker view**")
+    labels = {b.label for b in page.get("download_button")}
+    assert {"scores.json", "Current map (PNG)", "Flicker view (GIF)"} <= labels
+    assert any(label.startswith("explanation.npz") for label in labels)
+
+
+def test_heavy_work_once_per_image(paper_weights_dir, retina_bytes, monkeypatch):
+    calls = []
+    real = core.explain
+
+    def counting(model, fundus):
+        calls.append(fundus.sha256)
+        return real(model, fundus)
+
+    monkeypatch.setattr(core, "explain", counting)
+    at = upload(new_app(), RETINA.name, retina_bytes)
+    for value in (16, 9, "input"):
+        at.select_slider(key="layer").set_value(value)
+        at.slider(key="k").set_value(3.0)
+        run(at)
+    assert len(calls) == 1
+    # a different image: explained once more, the grade selector back to its grade
+    at.selectbox(key="grade").set_value(4)
+    run(at)
+    flipped = io.BytesIO()
+    Image.open(RETINA).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(flipped, format="PNG")
+    upload(at, "flipped.png", flipped.getvalue(), "image/png")
+    assert len(calls) == 2 and calls[0] != calls[1]
+    shown = int(re.match(r"#### The model's grade: (\d)", find(at, "#### The model's grade")).group(1))
+    assert at.selectbox(key="grade").value == shown
+
+
+def test_bad_file_shows_message_and_clears_result(page, retina_bytes):
+    assert has(page, "| Grade | Score | Probability |")
+    garbage = b"\x89PNG\r\n\x1a\n this is not a picture" + bytes(200)
+    with pytest.raises(core.FundusReadError) as err:
+        core.read_fundus(garbage, name="broken.png")
+    upload(page, "broken.png", garbage, "image/png")
+    errors = [e.value for e in page.error]
+    assert len(errors) == 1 and str(err.value) in errors[0] and "broken.png" in errors[0]
+    assert not has(page, "| Grade | Score | Probability |")
+    assert not has(page, "**Conservation:**")
+    assert not page.image
+    # an empty file too, then the app keeps working for the next upload
+    upload(page, "empty.jpg", b"", "image/jpeg")
+    assert len(page.error) == 1
+    upload(page, RETINA.name, retina_bytes)
+    assert not page.error
+    assert has(page, "| Grade | Score | Probability |") and has(page, "**Conservation:**")
+
+
+def test_sample_picker_gives_the_same_numbers(paper_weights_dir, core_result):
+    at = new_app()
+    at.selectbox(key="sample").set_value("retina-normal.jpg")
+    run(at)
+    rows = score_rows(at)
+    assert [r[1] for r in rows] == [fmt(float(s)) for s in core_result.scores]
+    synthetic = [o for o in at.selectbox(key="sample").options if o.startswith("Synthetic drawing")]
+    if synthetic:  # the synthetic samples, when bundled, are graded too
+        name = "synthetic/" + synthetic[-1].split(" · ", 1)[1]
+        at.selectbox(key="sample").set_value(name)
+        run(at)
+        assert len(score_rows(at)) == 5 and has(at, "**Conservation:**")
+
+
+def test_without_weights_the_page_says_how_to_get_them(monkeypatch, tmp_path):
+    """No published weights here (and offline): a plain message and a working button."""
+    monkeypatch.setenv("DR_WEIGHTS_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+    def offline(name, *, progress=None, timeout=30.0):
+        raise core.WeightsError(f"cannot download '{name}' (offline? no network in this test)")
+
+    monkeypatch.setattr(core, "fetch", offline)
+    at = new_app()
+    button = at.button(key="download_weights")
+    assert "1.6 MB" in button.label
+    if core.default_name() is None:
+        assert any("No model weights are available" in e.value for e in at.error)
+        assert any("DR_WEIGHTS_DIR" in t for t in texts(at))
+    else:  # a bundled demo model: the synthetic-data banner
+        assert any("synthetic" in e.value and "not for clinical use" in e.value for e in at.error)
+    button.click()
+    run(at)
+    assert any("Download failed: cannot download 'paper' (offline?" in e.value for e in at.error)
+
+
+def test_download_button_fetches_the_weights_then_the_page_uses_them(paper_weights_dir, monkeypatch, tmp_path):
+    import shutil
+
+    from core import weights as cw
+
+    monkeypatch.setenv("DR_WEIGHTS_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    if core.default_name() == "paper":
+        pytest.skip("the published weights are in the user cache: cannot test the download")
+
+    def fake_fetch(name, *, progress=None, timeout=30.0):  # what a successful download leaves behind
+        dest = cw.cache_dir() / cw.REGISTRY[name].filename
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(paper_weights_dir / cw.REGISTRY[name].filename, dest)
+        if progress:
+            progress(dest.stat().st_size, dest.stat().st_size)
+        return dest
+
+    monkeypatch.setattr(core, "fetch", fake_fetch)
+    at = new_app()
+    at.button(key="download_weights").click()
+    run(at)
+    assert not at.error
+    assert any(t.startswith("**Model:** Published weights") for t in texts(at))
+
+
+def test_synthetic_model_shows_the_banner(monkeypatch, tmp_path, retina_bytes):
+    """A demo model trained on synthetic images: a prominent banner and the download button."""
+    import torch
+
+    from core import weights as cw
+
+    torch.manual_seed(0)
+    model = core.DRNet(widths=[4] * 15)
+    with torch.no_grad():  # scores of a sensible size, as a trained model's
+        model.output[0].bias.copy_(torch.tensor([3.0, 1.0, -1.0, -2.0, -4.0]))
+    path = tmp_path / "demo-test.pth"
+    cw.save_checkpoint(path, model.eval(), {
+        "title": "Demo model (test)", "synthetic": True, "training_data": "synthetic fundus drawings",
+        "licence": "project licence", "intended_use": "demonstration only",
+    })
+    monkeypatch.setattr(core, "default_name", lambda: str(path))
+    at = new_app()
+    banner = [e.value for e in at.error if "synthetic" in e.value]
+    assert banner and "not for clinical use" in banner[0]
+    assert "1.6 MB" in at.button(key="download_weights").label
+    assert "trained on synthetic images" in find(at, "| | |")
+    upload(at, RETINA.name, retina_bytes)
+    assert len(score_rows(at)) == 5 and has(at, "**Conservation:**")
+
+
+def test_reader_warnings_are_shown(paper_weights_dir):
+    """A photograph without a circular field of view is still graded, with the reader's warning."""
+    buf = io.BytesIO()
+    Image.new("RGB", (900, 700), (120, 60, 30)).save(buf, format="PNG")
+    fundus = core.read_fundus(buf.getvalue(), name="plain.png")
+    assert fundus.warnings
+    at = upload(new_app(), "plain.png", buf.getvalue(), "image/png")
+    shown = [w.value for w in at.warning]
+    for note in fundus.warnings:
+        assert note in shown
+    assert len(score_rows(at)) == 5

@@ -1,0 +1,93 @@
+"""The viewer's small helpers, without a page or weights: samples, labels, pictures."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core import colormap as cm
+from viewer import controls, pictures, render, state
+
+
+def test_samples_are_listed_recursively_photographs_first(tmp_path):
+    (tmp_path / "synthetic").mkdir()
+    for name in ("b.jpg", "a.PNG", "notes.txt", "overview.jpg", "_draft.png", "synthetic/grade3.jpg",
+                 "synthetic/grade0.webp", "synthetic/overview.jpg"):
+        (tmp_path / name).write_bytes(b"x")
+    assert list(state.list_samples(tmp_path)) == ["a.PNG", "b.jpg", "synthetic/grade0.webp", "synthetic/grade3.jpg"]
+    assert state.list_samples(tmp_path / "missing") == {}
+
+
+def test_bundled_sample_is_offered():
+    samples = state.list_samples()
+    assert "retina-normal.jpg" in samples and samples["retina-normal.jpg"].is_file()
+    assert controls.sample_label("retina-normal.jpg") == "Photograph · retina-normal.jpg"
+    assert controls.sample_label("synthetic/grade3.jpg") == "Synthetic drawing · grade3.jpg"
+
+
+def test_layer_options_run_from_16_to_input():
+    assert controls.LAYER_OPTIONS == (16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, "input")
+
+
+@pytest.mark.parametrize(("v", "text"), [(43.36, "43.4"), (-0.04, "0.0"), (-290.92, "-290.9"), (0.0, "0.0")])
+def test_scores_show_one_decimal(v, text):
+    assert render.fmt_score(v) == text
+
+
+@pytest.mark.parametrize(("p", "text"), [(1.0, "> 99.9 %"), (1e-33, "< 0.1 %"), (0.4567, "45.7 %"), (0.001, "0.1 %")])
+def test_probabilities(p, text):
+    assert render.fmt_probability(p) == text
+
+
+def test_conservation_line_adds_up():
+    rows = {"grade": {"score": 43.4, "bias": 0.5, "features_sum": 42.9, "input_map_sum": -86.3,
+                      "constants_sum": 129.2},
+            8: {"input_dependent": -55.3, "constants_from_layer": 98.2}}
+    text, ok = render.conservation_line(rows, 8, 1e-4)
+    assert ok and text.startswith("input-dependent (layer 8) -55.3 + constants of layers ≥ 8 98.2 + bias 0.5 = 43.4")
+    assert "= score 43.4 ✓" in text
+    text, ok = render.conservation_line(rows, "input", 1e-4)
+    assert ok and "input map -86.3 + constants of all layers 129.2" in text
+    rows["grade"]["features_sum"] = 40.0
+    text, ok = render.conservation_line(rows, 16, 1e-4)
+    assert not ok and "✗" in text
+
+
+def test_hidden_grid_is_shown_as_blocks():
+    grid = np.arange(16, dtype=np.float32).reshape(4, 4) - 8
+    scale = cm.make_scale(grid)
+    up = pictures.nearest_up(grid)
+    assert up.shape == (640, 640) and (up[:160, :160] == grid[0, 0]).all()
+    with_lines = pictures.grid_lines(cm.colourise(up, scale), 4)
+    assert (with_lines[160, :] == 150).all()
+
+
+@pytest.mark.parametrize("log", [False, True])
+@pytest.mark.parametrize("positive_only", [False, True])
+def test_map_pictures_have_their_colour_bar(log, positive_only):
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(640, 640)).astype(np.float32)
+    scale = cm.make_scale(values, log=log, positive_only=positive_only)
+    retina = rng.integers(0, 255, (640, 640, 3), dtype=np.uint8)
+    for picture in (pictures.map_picture(values, scale), pictures.map_picture(values, scale, retina, 0.7)):
+        composite = pictures.with_colourbar(picture, scale)
+        assert composite.shape[1] == 640 and composite.shape[0] > 640 and composite.dtype == np.uint8
+    # zero-valued pixels leave the retina visible (as grey) in the overlay
+    over = pictures.map_picture(np.zeros((640, 640), np.float32), scale, retina, 0.9)
+    assert np.allclose(over[..., 0], pictures.grey(retina), atol=1)
+
+
+def test_flicker_gif_alternates_two_frames():
+    a = np.zeros((64, 64, 3), np.uint8)
+    b = a.copy()
+    b[10:20, 10:20] = pictures.MASK_COLOUR
+    with Image.open(io.BytesIO(pictures.flicker_gif([a, b]))) as gif:
+        assert gif.format == "GIF" and gif.n_frames == 2 and gif.info.get("loop") == 0
+
+
+def test_tick_labels_share_their_decimals():
+    assert [pictures._fmt(v, 0.00188) for v in (-0.00188, 0.00094)] == ["-0.00188", "0.00094"]
+    assert pictures._fmt(21.7, 43.4) == "21.7" and pictures._fmt(3e-4, 3e-4) == "3.0e-04"

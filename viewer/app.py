@@ -1,0 +1,115 @@
+"""The clinician's page: ``streamlit run viewer/app.py`` from the repository root.
+
+Composition only: controls.py returns the user's choices, state.py keeps the
+model and this session's result, render.py draws.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Streamlit puts only this script's folder on the path; the packages live one up.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import streamlit as st  # noqa: E402
+
+import core  # noqa: E402
+from viewer import controls, render, state  # noqa: E402
+
+
+def model_section() -> core.LoadedModel | None:
+    """The active weights, their card, the banners and the download button."""
+    name = core.default_name()
+    model, problem = None, None
+    if name is not None:
+        try:
+            model = state.load_model(name)
+        except core.WeightsError as e:
+            problem = str(e)
+    clicked = False
+    if model is None:
+        render.draw_no_weights()
+        if problem:
+            st.error(f"The weights on this machine could not be loaded: {problem}")
+        clicked = controls.download_weights_ui()
+    elif model.is_synthetic:
+        banner, button = st.columns([3.3, 1], vertical_alignment="center")
+        with banner:
+            render.draw_synthetic_banner()
+        with button:
+            clicked = controls.download_weights_ui(stretch=True)
+    if clicked:
+        bar = st.progress(0.0, text="Downloading the published weights…")
+        error = state.fetch_paper_weights(bar)
+        bar.empty()
+        if error:
+            st.error(f"Download failed: {error}")
+        else:
+            st.rerun()
+    if model is not None:
+        render.draw_model_line(model)
+        render.draw_model_card(model)
+    return model
+
+
+@st.fragment
+def explore(res: state.Result) -> None:
+    """Everything that moves with the sliders: reruns alone, never the model."""
+    if not res.has("conservation"):
+        with st.spinner("Taking every layer's scores back to the pixels…"):
+            res.prepare()
+    choice = controls.explain_ui(res.exp.grade)
+    disp = controls.display_ui()
+    render.draw_layer_view(res, choice, disp)
+    if choice.own_grade is not None:
+        render.draw_comparison(res, choice.own_grade, disp, choice.layer)
+    render.draw_threshold(res, choice, disp)
+
+
+def main() -> None:
+    st.set_page_config(page_title="DR grader · explained", page_icon="👁️", layout="wide")
+    render.draw_style()
+    render.draw_title()
+    render.draw_research_note()
+    model = model_section()
+    if model is None:
+        return
+
+    c_input, c_retina, c_scores = st.columns([0.95, 0.95, 2.3], gap="large")
+    with c_input:
+        st.markdown("**Photograph**")
+        choice = controls.input_ui(state.list_samples())
+        fundus = None
+        if choice is None:
+            state.forget()
+            st.info("Upload a fundus photograph or choose a sample to see the model's grade and its maps.")
+        else:
+            try:
+                fundus = state.read_input(choice)
+            except core.FundusReadError as e:
+                st.error(f"**{choice.name}** cannot be graded: {e}")
+    if fundus is None:
+        return
+    st.divider()
+    st.subheader("Where the score comes from", anchor=False)
+    render.draw_legend()
+    # Placeholders first: a new image's computation never runs beside the previous
+    # image's (faded) scores and maps, they are cleared at once.
+    explore_slot = st.empty()
+    with c_retina:
+        render.draw_retina(fundus)
+    with c_scores, st.empty().container():
+        res, new = state.explain(model, fundus)
+        if new:
+            st.session_state["grade"] = res.exp.grade
+            st.session_state["own_grade"] = None
+        render.draw_scores(res.exp, synthetic=model.is_synthetic)
+    with explore_slot.container():
+        explore(res)
+    state.warm_in_background(res)
+
+
+main()

@@ -1,0 +1,170 @@
+"""The page's controls: each ``*_ui()`` draws its widgets and returns the user's choices.
+
+Widget keys are stable; the tests drive the page through them:
+``upload``, ``sample``, ``grade``, ``own_grade``, ``layer``, ``k``, ``overlay``,
+``opacity``, ``log``, ``positive_only``, ``download_weights``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+import core
+
+UPLOAD_TYPES = ("png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp")
+MAX_UPLOAD_MB = 50  # as core's reader and .streamlit/config.toml
+# The layer slider: 16 (the 64 features) down to 1, then the pixels.
+LAYER_OPTIONS: tuple[int | str, ...] = (*range(16, 0, -1), "input")
+DEFAULT_LAYER: int | str = "input"
+K_MIN, K_MAX, K_STEP, K_DEFAULT = 0.5, 5.0, 0.1, 2.0
+
+
+def grade_label(g: int) -> str:
+    return f"{g} · {core.GRADE_NAMES[g]}"
+
+
+@dataclass(frozen=True)
+class InputChoice:
+    """The photograph to grade: an upload or a bundled sample."""
+
+    kind: str  # "upload" or "sample"
+    name: str
+    ident: str  # changes whenever the file does (upload id or sample path)
+    data: bytes | None = None  # upload bytes (kept in memory only)
+    path: Path | None = None  # sample file
+
+
+@dataclass(frozen=True)
+class ExplainChoice:
+    grade: int  # the grade whose maps are shown
+    own_grade: int | None  # the clinician's grade, if entered
+    layer: int | str  # 16..1 or "input"
+
+
+@dataclass(frozen=True)
+class DisplayChoice:
+    log: bool
+    positive_only: bool
+    k: float
+    overlay: bool
+    opacity: float
+
+
+def sample_label(name: str) -> str:
+    """``synthetic/grade3.jpg`` -> ``Synthetic drawing · grade3.jpg``; others are photographs."""
+    folder, _, file = name.rpartition("/")
+    if folder.split("/")[0].lower() == "synthetic":
+        return f"Synthetic drawing · {file}"
+    return f"Photograph · {name}"
+
+
+def _mark_source(kind: str) -> None:
+    st.session_state["_source"] = kind
+
+
+def input_ui(samples: dict[str, Path]) -> InputChoice | None:
+    """Upload or sample picker; the one changed last wins."""
+    upload = st.file_uploader(
+        "Fundus photograph",
+        type=list(UPLOAD_TYPES),
+        key="upload",
+        max_upload_size=MAX_UPLOAD_MB,
+        on_change=_mark_source,
+        args=("upload",),
+        help=f"PNG, JPEG, TIFF, BMP or WebP, up to {MAX_UPLOAD_MB} MB. Kept in memory only, never written to disk.",
+    )
+    sample = st.selectbox(
+        "… or a sample image",
+        options=list(samples),
+        format_func=sample_label,
+        index=None,
+        placeholder="Choose a sample" if samples else "No sample images installed",
+        key="sample",
+        on_change=_mark_source,
+        args=("sample",),
+        disabled=not samples,
+    )
+    source = st.session_state.get("_source", "upload")
+    use_sample = sample is not None and (source == "sample" or upload is None)
+    if use_sample:
+        path = samples[sample]
+        return InputChoice("sample", sample, f"sample:{sample}", path=path)
+    if upload is not None:
+        return InputChoice("upload", upload.name, f"upload:{upload.file_id}:{upload.size}", data=upload.getvalue())
+    return None
+
+
+def download_weights_ui(stretch: bool = False) -> bool:
+    """The button that fetches the published weights; True when clicked."""
+    return st.button(
+        "Download the published weights (1.6 MB)",
+        key="download_weights",
+        type="primary",
+        width="stretch" if stretch else "content",
+        help="The checkpoint published by the paper's first author (trained on EyePACS), checked against "
+        "its sha256 and cached on this machine.",
+    )
+
+
+def explain_ui(predicted: int) -> ExplainChoice:
+    """Grade to explain, the clinician's own grade and the layer slider."""
+    c1, c2, c3 = st.columns([1.25, 1.15, 3.1], gap="medium")
+    with c1:
+        grade = st.selectbox(
+            "Grade to explain",
+            options=list(range(len(core.GRADE_NAMES))),
+            format_func=lambda g: grade_label(g) + (" ◀ model" if g == predicted else ""),
+            key="grade",
+            help="Whose score the maps decompose. Starts at the model's grade.",
+        )
+    with c2:
+        own = st.selectbox(
+            "Your grade (optional)",
+            options=list(range(len(core.GRADE_NAMES))),
+            index=None,
+            format_func=grade_label,
+            placeholder="Not entered",
+            key="own_grade",
+            help="Enter your own grading to compare the maps of your grade with the model's.",
+        )
+    with c3:
+        layer = st.select_slider(
+            "Layer: 16 = the 64 features · 15 … 1 = hidden layers · input = pixels",
+            options=list(LAYER_OPTIONS),
+            value=DEFAULT_LAYER,
+            format_func=str,
+            key="layer",
+            help="Follow the score down the network: at every layer the maps plus the constants of the "
+            "layers above add up to the score.",
+        )
+    return ExplainChoice(grade=int(grade), own_grade=None if own is None else int(own), layer=layer)
+
+
+def display_ui() -> DisplayChoice:
+    """Colour scale, threshold and overlay options."""
+    c1, c2, c3, c4, c5 = st.columns([0.95, 1.05, 1.25, 1.5, 2.0], gap="medium", vertical_alignment="center")
+    with c1:
+        log = st.toggle("Log scale", key="log", help="Colours follow log(1 + |s|): weak regions become visible.")
+    with c2:
+        positive_only = st.toggle("Positive only", key="positive_only", help="Show only the evidence for the grade (red).")
+    with c3:
+        overlay = st.toggle("Overlay on retina", key="overlay", help="Lay the maps over the photograph.")
+    with c4:
+        opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.7, 0.05, key="opacity")
+    with c5:
+        k = st.slider(
+            "Threshold k (standard deviations)",
+            K_MIN,
+            K_MAX,
+            K_DEFAULT,
+            K_STEP,
+            format="%.1f",
+            key="k",
+            help="Marks the pixels whose score is positive and above the mean + k standard deviations "
+            "(statistics over the field of view), as in the authors' binary maps.",
+        )
+    return DisplayChoice(log=bool(log), positive_only=bool(positive_only), k=round(float(k), 1),
+                         overlay=bool(overlay), opacity=float(opacity))

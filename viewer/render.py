@@ -1,0 +1,474 @@
+"""Drawing only: every number comes from the Explanation (or its conservation report).
+
+Functions here never decide what the user chose (controls.py does) and never
+compute scores (core does); they lay out text, charts and pictures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+import core
+from core import colormap as cm
+
+from . import pictures as pic
+from .controls import DisplayChoice, ExplainChoice, grade_label
+
+RED = "#b2182b"
+BLUE = "#2166ac"
+GREY = "#8c8c8c"
+CHART_CONFIG = {"displayModeBar": False}
+MAP_COLUMNS = (5, 5, 3)
+
+
+# --------------------------------------------------------------------- formatting
+def fmt_score(v: float) -> str:
+    """Scores and sums: one decimal (never "-0.0")."""
+    text = f"{v:.1f}"
+    return "0.0" if text == "-0.0" else text
+
+
+def fmt_probability(p: float) -> str:
+    if p < 0.001:
+        return "< 0.1 %"
+    if p > 0.999:
+        return "> 99.9 %"
+    return f"{100 * p:.1f} %"
+
+
+def fmt_error(e: float) -> str:
+    return "0" if e == 0 else f"{e:.0e}"
+
+
+def layer_title(layer: int | str) -> str:
+    if layer == "input":
+        return "Input · the pixels (640×640)"
+    spec = core.layer(int(layer))
+    if spec.kind == "linear":
+        return "Layer 16 · linear: the score is the sum of 64 feature scores (w·f) plus a bias"
+    kind = "3×3 convolution" if spec.kind == "conv3x3" else "2×2 convolution (classification layer)"
+    return (f"Layer {spec.index} · {kind}, {spec.channels} filters · hidden grid {spec.hidden}×{spec.hidden}"
+            f" · receptive field {spec.rf_paper} px")
+
+
+# --------------------------------------------------------------------- header
+def draw_style() -> None:
+    """Less empty space above the title; nothing else is restyled."""
+    st.html("<style>[data-testid='stMainBlockContainer']{padding-top:2.2rem;}</style>")
+
+
+def draw_title() -> None:
+    st.title("Diabetic retinopathy grading, explained layer by layer", anchor=False)
+
+
+def draw_research_note() -> None:
+    st.markdown(
+        ":orange-badge[Research tool · not a medical device] "
+        "Do not use it to diagnose or to decide treatment. Maps show what the model relied on, "
+        "not where lesions are."
+    )
+
+
+def draw_model_line(model: core.LoadedModel) -> None:
+    meta = model.meta
+    metrics = meta.get("metrics") or {}
+    kappa = metrics.get("validation_quadratic_weighted_kappa")
+    bits = [f"**Model:** {meta.get('title', model.name)}"]
+    if kappa is not None:
+        bits.append(f"validation kappa {kappa:.3f}")
+    bits.append(f"weights sha256 `{model.sha256[:12]}…`")
+    st.markdown(" · ".join(bits))
+
+
+def _pretty_key(k: str) -> str:
+    """``referable_dr_sensitivity_test`` -> ``referable DR sensitivity test``."""
+    return " ".join("DR" if w == "dr" else w for w in k.split("_"))
+
+
+def _cell(text: Any) -> str:
+    """Text safe inside a markdown table cell (metadata may come from a user's checkpoint)."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def draw_model_card(model: core.LoadedModel) -> None:
+    meta: Mapping[str, Any] = model.meta
+    with st.expander(f"Model card: {meta.get('title', model.name)}", expanded=False):
+        rows = [
+            ("Weights", f"`{model.name}`" + (" (trained on synthetic images)" if model.is_synthetic else "")),
+            ("Training data", str(meta.get("training_data", "not stated"))),
+        ]
+        metrics = meta.get("metrics") or {}
+        if metrics:
+            rows.append(("Metrics", "; ".join(f"{_pretty_key(k)} {v}" for k, v in metrics.items())))
+        rows += [
+            ("Licence", str(meta.get("licence", "not stated"))),
+            ("Intended use", str(meta.get("intended_use", "research"))),
+            ("Parameters", f"{int(meta['num_params']):,}" if meta.get("num_params") else "?"),
+            ("sha256", f"`{model.sha256}`"),
+            ("Input normalisation", f"RGB / 255, mean {model.normalisation.mean}, std {model.normalisation.std}"),
+        ]
+        if meta.get("_source"):
+            rows.append(("Source", str(meta["_source"])))
+        if meta.get("_paper"):
+            rows.append(("Paper", str(meta["_paper"])))
+        st.markdown("\n".join(["| | |", "|---|---|", *[f"| **{a}** | {_cell(b)} |" for a, b in rows]]))
+
+
+def draw_synthetic_banner() -> None:
+    st.error(
+        "**Demo model trained on synthetic images only: not for clinical use.** "
+        "Its grades and maps only illustrate the method. For real photographs, download the published "
+        "weights (trained on 75,650 EyePACS photographs; verified against their sha256).",
+        icon="⚠️",
+    )
+
+
+def draw_no_weights() -> None:
+    st.error("**No model weights are available on this machine.** The page needs the published weights.", icon="⚠️")
+    st.markdown(
+        "- click the button below to download them (1.6 MB, verified against their sha256, then cached), or\n"
+        "- run `python -m core weights fetch paper`, or\n"
+        "- set the environment variable `DR_WEIGHTS_DIR` to a folder holding "
+        f"`{core.REGISTRY['paper'].filename}`, then reload this page."
+    )
+
+
+# --------------------------------------------------------------------- input and scores
+def draw_retina(fundus: core.Fundus) -> None:
+    st.markdown("**Model input** (trimmed, 640×640)")
+    w, h = fundus.original_size
+    st.image(pic.jpeg(fundus.image), width="stretch",
+             caption=f"{fundus.source or 'image'} · original {w}×{h} px")
+    for note in fundus.warnings:
+        st.warning(note)
+
+
+def scores_table(exp: core.Explanation) -> str:
+    lines = ["| Grade | Score | Probability |", "|:---|---:|---:|"]
+    for g, (s, p) in enumerate(zip(exp.scores, exp.probabilities, strict=True)):
+        cells = [grade_label(g), fmt_score(float(s)), fmt_probability(float(p))]
+        if g == exp.grade:
+            cells = [f"**{c}**" for c in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def scores_chart(exp: core.Explanation) -> go.Figure:
+    labels = [str(g) for g in range(len(core.GRADE_NAMES))]
+    scores = [float(s) for s in exp.scores]
+    fig = go.Figure(go.Bar(
+        x=labels, y=scores,
+        marker_color=[RED if g == exp.grade else GREY for g in range(len(scores))],
+        text=[fmt_score(s) for s in scores], textposition="outside", cliponaxis=False,
+        customdata=[[grade_label(g), fmt_probability(float(p))] for g, p in enumerate(exp.probabilities)],
+        hovertemplate="%{customdata[0]}<br>score %{y:.1f}<br>probability %{customdata[1]}<extra></extra>",
+    ))
+    lo, hi = min(0.0, min(scores)), max(0.0, max(scores))
+    pad = 0.18 * (hi - lo or 1.0)
+    fig.update_layout(
+        height=260, margin=dict(l=10, r=10, t=30, b=10), showlegend=False,
+        title=dict(text="Scores before softmax: the highest wins", font=dict(size=14)),
+        xaxis=dict(title="grade", type="category"),
+        yaxis=dict(title="score", range=[lo - pad, hi + pad], zeroline=True, zerolinecolor="#444"),
+    )
+    return fig
+
+
+def draw_scores(exp: core.Explanation, synthetic: bool = False) -> None:
+    if synthetic:
+        st.markdown(":red-badge[:material/warning: Demo model, trained on synthetic images: not a diagnosis]")
+    st.markdown(
+        f"#### The model's grade: {grade_label(exp.grade)}\n"
+        f"Softmax probability {fmt_probability(float(exp.probabilities[exp.grade]))}; "
+        f"score {fmt_score(float(exp.scores[exp.grade]))}, "
+        f"{fmt_score(float(exp.scores[exp.grade] - np.sort(exp.scores)[-2]))} above the next grade."
+    )
+    left, right = st.columns([1.35, 1], gap="medium")
+    with left:
+        st.markdown(scores_table(exp))
+        st.caption("Scores are the network's outputs before softmax (layer 16); the model's grade is in bold.")
+    with right:
+        st.plotly_chart(scores_chart(exp), key="scores_chart", config=CHART_CONFIG)
+
+
+# --------------------------------------------------------------------- maps
+def draw_legend() -> None:
+    st.caption(
+        "Score propagation (de la Torre, Valls & Puig): the grade's score is split over the network, layer by "
+        "layer, down to the pixels. :red[**Red**] = evidence for the grade, :blue[**blue**] = against, white = none; "
+        "each picture has its own colour scale (bar underneath). Hidden layers are shown in the photograph's "
+        "coordinates, each unit spread over its receptive field."
+    )
+
+
+def current_map(exp: core.Explanation, grade: int, layer: int | str) -> tuple[np.ndarray, str]:
+    """The map the threshold and the overlay act on at this layer."""
+    if layer in ("input", 16):
+        return exp.total()[grade], "total map"
+    return exp.in_input_space(int(layer), "input_dependent")[grade], f"input-dependent map of layer {layer}"
+
+
+def _scale(values: np.ndarray, disp: DisplayChoice, region: np.ndarray | None) -> cm.Scale:
+    return cm.make_scale(values, log=disp.log, positive_only=disp.positive_only, region=region)
+
+
+def _look(disp: DisplayChoice) -> tuple:
+    """The display options a map's picture depends on (a cache key)."""
+    return (disp.log, disp.positive_only, disp.overlay, round(disp.opacity, 2) if disp.overlay else None)
+
+
+def map_composite(exp: core.Explanation, values: np.ndarray, disp: DisplayChoice, scale: cm.Scale | None = None) -> np.ndarray:
+    """The picture of an input-space map (over the retina if asked) with its colour bar."""
+    scale = scale or _scale(values, disp, exp.fundus.fov)
+    retina = exp.fundus.image if disp.overlay else None
+    return pic.with_colourbar(pic.map_picture(values, scale, retina, disp.opacity), scale)
+
+
+def hidden_composite(values: np.ndarray, disp: DisplayChoice) -> np.ndarray:
+    """A hidden grid as blocks (colours made on the grid, then repeated) with its colour bar."""
+    scale = _scale(values, disp, None)
+    picture = pic.grid_lines(pic.nearest_up(cm.colourise(values, scale).transpose(2, 0, 1)).transpose(1, 2, 0),
+                             values.shape[-1])
+    # shown at about half the size of the big maps: larger tick labels
+    return pic.with_colourbar(np.ascontiguousarray(picture), scale, label="score per unit", font_px=36)
+
+
+def _show(jpeg: bytes, heading: str, note: str | None = None) -> None:
+    st.markdown(heading)
+    st.image(jpeg, width="stretch")
+    if note:
+        st.caption(note)
+
+
+def _map_jpeg(res: Any, key: tuple, values: Any, disp: DisplayChoice) -> bytes:
+    """A map's picture, encoded once per (map, look); ``values`` is called only when needed."""
+    return res.picture(("map", *key, _look(disp)), lambda: pic.jpeg(map_composite(res.exp, values(), disp)))
+
+
+def _rows(res: Any, grade: int) -> dict[Any, dict[str, Any]]:
+    g = res.conservation["grades"][grade]
+    return {row["layer"]: row for row in g["layers"]} | {"grade": g}
+
+
+def draw_features(exp: core.Explanation, grade: int, key: str, y_range: tuple[float, float] | None = None,
+                  title: str | None = None) -> None:
+    feats = [float(v) for v in exp.features[grade]]
+    bias = float(exp.bias[grade])
+    x = [str(j) for j in range(len(feats))] + ["bias"]
+    y = feats + [bias]
+    colours = [RED if v > 0 else BLUE for v in feats] + [GREY]
+    fig = go.Figure(go.Bar(x=x, y=y, marker_color=colours,
+                           hovertemplate="feature %{x}<br>w·f = %{y:.2f}<extra></extra>"))
+    fig.update_layout(
+        height=330, margin=dict(l=10, r=10, t=36, b=10), showlegend=False, bargap=0.15,
+        title=dict(text=title or f"Grade {grade_label(grade)}: score of each feature (w·f) and the bias", font=dict(size=14)),
+        xaxis=dict(title="feature j of layer 15 (64 filters), then the bias", type="category", tickangle=0,
+                   tickmode="array", tickvals=[str(j) for j in range(0, 64, 8)] + ["bias"]),
+        yaxis=dict(title="score", zeroline=True, zerolinecolor="#444", range=list(y_range) if y_range else None),
+    )
+    st.plotly_chart(fig, key=key, config=CHART_CONFIG)
+
+
+def draw_hidden_layer(res: Any, grade: int, index: int, disp: DisplayChoice, rows: dict) -> None:
+    exp = res.exp
+    spec = core.layer(index)
+    row = rows[index]
+    maps = exp.layer(index)
+    c1, c2, c3 = st.columns(MAP_COLUMNS, gap="medium")
+    with c1:
+        _show(_map_jpeg(res, (index, "input_dependent", grade), lambda: exp.in_input_space(index, "input_dependent")[grade], disp),
+              f"**Input-dependent part** of layer {index} · Σ {fmt_score(row['input_dependent'])}",
+              f"Each of the {spec.hidden}×{spec.hidden} units' scores spread over its {spec.rf_paper} px receptive field.")
+    with c2:
+        _show(_map_jpeg(res, (index, "constant", grade), lambda: exp.in_input_space(index, "constant")[grade], disp),
+              f"**Constant part** of layer {index} (bias and batch norm) · Σ {fmt_score(row['constant'])}",
+              "The share of the score this layer adds itself; it does not depend on the pixels below.")
+    with c3:
+        look = (disp.log, disp.positive_only)
+        _show(res.picture(("hidden", index, "input_dependent", grade, look),
+                          lambda: pic.jpeg(hidden_composite(maps.input_dependent[grade], disp))),
+              f"**Hidden {spec.hidden}×{spec.hidden}, input-dependent**  \nΣ {fmt_score(row['input_dependent'])}")
+        _show(res.picture(("hidden", index, "constant", grade, look),
+                          lambda: pic.jpeg(hidden_composite(maps.constant[grade], disp))),
+              f"**Hidden {spec.hidden}×{spec.hidden}, constant**  \nΣ {fmt_score(row['constant'])}",
+              "The layer's own grid, one square per unit (channels summed), before spreading.")
+
+
+def draw_input_layer(res: Any, grade: int, disp: DisplayChoice, rows: dict) -> None:
+    exp = res.exp
+    g = rows["grade"]
+    c1, c2, c3 = st.columns(3, gap="medium")
+    with c1:
+        _show(_map_jpeg(res, ("input", "input_map", grade), lambda: exp.input_map[grade], disp),
+              f"**Input map** (pixels) · Σ {fmt_score(g['input_map_sum'])}",
+              "What each pixel contributes, the RGB channels summed.")
+    with c2:
+        _show(_map_jpeg(res, ("input", "constants", grade), lambda: exp.constants()[grade], disp),
+              f"**All layers' constants**, in input space · Σ {fmt_score(g['constants_sum'])}",
+              "Layers 1–15, each spread over its receptive fields.")
+    with c3:
+        _show(_map_jpeg(res, ("input", "total", grade), lambda: exp.total()[grade], disp),
+              f"**Total** = input map + constants + bias · Σ {fmt_score(g['total_map_sum'])}",
+              f"The bias {fmt_score(g['bias'])} is spread evenly over the field of view.")
+
+
+def conservation_line(rows: dict, layer: int | str, tolerance: float) -> tuple[str, bool]:
+    """'a + b + bias = sum = score ✓ (relative error e)' for the view of ``layer``."""
+    g = rows["grade"]
+    score, bias = g["score"], g["bias"]
+    if layer == 16:
+        terms = [("feature scores", g["features_sum"])]
+    elif layer == "input":
+        terms = [("input map", g["input_map_sum"]), ("constants of all layers", g["constants_sum"])]
+    else:
+        row = rows[int(layer)]
+        terms = [(f"input-dependent (layer {layer})", row["input_dependent"]),
+                 (f"constants of layers ≥ {layer}", row["constants_from_layer"])]
+    terms.append(("bias", bias))
+    total = float(sum(v for _, v in terms))
+    # relative to the largest number in the sum, so that a score near 0 built from
+    # large parts (an untrained model) does not look like a broken check
+    err = abs(score - total) / max(abs(score), *(abs(v) for _, v in terms), 1e-12)
+    ok = err <= tolerance
+    text = (" + ".join(f"{name} {fmt_score(v)}" for name, v in terms)
+            + f" = {fmt_score(total)} = score {fmt_score(score)} {'✓' if ok else '✗'} (relative error {fmt_error(err)})")
+    return text, ok
+
+
+def draw_conservation(res: Any, grade: int, layer: int | str) -> None:
+    text, ok = conservation_line(_rows(res, grade), layer, res.conservation["tolerance"])
+    if ok:
+        st.markdown(f"**Conservation:** {text}", help="At every layer the maps shown, the constants of the layers "
+                    "above and the layer-16 bias add up exactly to the grade's score (the method's check).")
+    else:
+        st.warning(f"Conservation check failed: {text}")
+
+
+def draw_layer_view(res: Any, choice: ExplainChoice, disp: DisplayChoice) -> None:
+    """The maps of the chosen grade at the chosen layer, with their sums and the check."""
+    exp = res.exp
+    g = choice.grade
+    st.markdown(f"##### Grade {grade_label(g)} (score {fmt_score(float(exp.scores[g]))}) · {layer_title(choice.layer)}")
+    rows = _rows(res, g)
+    if choice.layer == 16:
+        draw_features(exp, g, key="features_chart")
+    elif choice.layer == "input":
+        draw_input_layer(res, g, disp, rows)
+    else:
+        draw_hidden_layer(res, g, int(choice.layer), disp, rows)
+    draw_conservation(res, g, choice.layer)
+
+
+# --------------------------------------------------------------------- comparison
+def draw_comparison(res: Any, own: int, disp: DisplayChoice, layer: int | str) -> None:
+    exp = res.exp
+    model_g = exp.grade
+    st.subheader(f"Your grade {grade_label(own)} beside the model's grade {grade_label(model_g)}", anchor=False)
+    if own == model_g:
+        st.info("Your grade agrees with the model's grade.")
+        return
+    s_own, s_mod = float(exp.scores[own]), float(exp.scores[model_g])
+    ro, rm = _rows(res, own), _rows(res, model_g)
+    if layer == 16:
+        parts = [("feature scores", rm["grade"]["features_sum"] - ro["grade"]["features_sum"])]
+    elif layer == "input":
+        parts = [("input map", rm["grade"]["input_map_sum"] - ro["grade"]["input_map_sum"]),
+                 ("constants", rm["grade"]["constants_sum"] - ro["grade"]["constants_sum"])]
+    else:
+        parts = [(f"input-dependent (layer {layer})", rm[int(layer)]["input_dependent"] - ro[int(layer)]["input_dependent"]),
+                 (f"constants of layers ≥ {layer}", rm[int(layer)]["constants_from_layer"] - ro[int(layer)]["constants_from_layer"])]
+    parts.append(("bias", rm["grade"]["bias"] - ro["grade"]["bias"]))
+    st.markdown(
+        f"The model's grade scores **{fmt_score(s_mod)}**, your grade **{fmt_score(s_own)}**: "
+        f"a difference of **{fmt_score(s_mod - s_own)}** in favour of the model's grade. "
+        "At this layer it splits into " + " + ".join(f"{n} {fmt_score(v)}" for n, v in parts) + "."
+    )
+    if layer == 16:
+        left, right = st.columns(2, gap="large")
+        ys = [float(v) for v in exp.features[[own, model_g]].ravel()] + [float(exp.bias[own]), float(exp.bias[model_g])]
+        lo, hi = min(0.0, *ys), max(0.0, *ys)
+        pad = 0.08 * (hi - lo or 1.0)
+        with left:
+            draw_features(exp, own, key="features_own", y_range=(lo - pad, hi + pad),
+                          title=f"Your grade {grade_label(own)} · score {fmt_score(s_own)}")
+        with right:
+            draw_features(exp, model_g, key="features_model", y_range=(lo - pad, hi + pad),
+                          title=f"Model's grade {grade_label(model_g)} · score {fmt_score(s_mod)}")
+        return
+    name = current_map(exp, own, layer)[1]
+
+    def pair() -> tuple[bytes, bytes]:
+        a, b = current_map(exp, own, layer)[0], current_map(exp, model_g, layer)[0]
+        fov = exp.fundus.fov
+        scale = _scale(np.stack([a, b]), disp, np.stack([fov, fov]))
+        return pic.jpeg(map_composite(exp, a, disp, scale)), pic.jpeg(map_composite(exp, b, disp, scale))
+
+    own_jpeg, model_jpeg = res.picture(("compare", layer, own, model_g, _look(disp)), pair)
+    c1, c2, c3 = st.columns(3, gap="medium")
+    with c1:
+        _show(own_jpeg, f"**Your grade {grade_label(own)}** · score {fmt_score(s_own)}")
+    with c2:
+        _show(model_jpeg, f"**Model's grade {grade_label(model_g)}** · score {fmt_score(s_mod)}")
+    with c3:
+        st.markdown(f"Both show the {name}, on one shared colour scale, so their colours compare directly.")
+        st.caption("Red areas in the model's map and blue areas in yours are where the image pushed the model "
+                   "towards its own grade.")
+
+
+# --------------------------------------------------------------------- threshold, overlay, downloads
+def draw_threshold(res: Any, choice: ExplainChoice, disp: DisplayChoice) -> None:
+    exp = res.exp
+    g = choice.grade
+    name = current_map(exp, g, choice.layer)[1]
+
+    def make() -> tuple[int, bytes, bytes]:
+        mask = exp.mask(g, disp.k, values=current_map(exp, g, choice.layer)[0])
+        marked = pic.mask_picture(exp.fundus.image, mask, disp.opacity)
+        return int(mask.sum()), pic.jpeg(marked), pic.flicker_gif([exp.fundus.image, marked])
+
+    # layers 16 and "input" both threshold the total map
+    which = "total" if choice.layer in (16, "input") else choice.layer
+    n, marked_jpeg, gif = res.picture(("threshold", which, g, disp.k, round(disp.opacity, 2)), make)
+    fov_n = int(exp.fundus.fov.sum())
+    share = n / fov_n if fov_n else 0.0
+    st.markdown(f"##### Pixels above k = {disp.k:.1f} standard deviations of the {name} (grade {grade_label(g)})")
+    c1, c2, c3 = st.columns(3, gap="medium")
+    with c1:
+        _show(marked_jpeg, f"**Marked pixels** (cyan) over the retina · k = {disp.k:.1f}")
+    with c2:
+        st.markdown("**Flicker view**: retina ↔ marked pixels")
+        st.image(gif, width="stretch")
+    with c3:
+        st.markdown(
+            f"**{n:,} pixels** are above the mean + {disp.k:.1f} SD of the {name}: "
+            f"**{share:.2%}** of the field of view ({fov_n:,} pixels)."
+        )
+        if choice.layer == 16:
+            st.caption("Layer 16 has no map: the threshold acts on the total map.")
+        st.markdown("**Downloads**")
+        draw_downloads(res, choice, disp, gif, name)
+
+
+def draw_downloads(res: Any, choice: ExplainChoice, disp: DisplayChoice, gif: bytes, map_name: str) -> None:
+    exp = res.exp
+    g = choice.grade
+    tag = f"grade{g}-layer{choice.layer}"
+    title = f"Grade {grade_label(g)} · {map_name} · layer {choice.layer}"
+
+    def map_png() -> bytes:  # made only when clicked
+        return pic.png(pic.titled(map_composite(exp, current_map(exp, g, choice.layer)[0], disp), title))
+
+    st.download_button("scores.json", data=res.scores_json, file_name="scores.json", mime="application/json",
+                       on_click="ignore", key="dl_scores", icon=":material/download:", width="stretch")
+    st.download_button("Current map (PNG)", data=map_png, file_name=f"map-{tag}.png",
+                       mime="image/png", on_click="ignore", key="dl_map", icon=":material/download:", width="stretch")
+    st.download_button("Flicker view (GIF)", data=gif, file_name=f"flicker-{tag}-k{disp.k:.1f}.gif", mime="image/gif",
+                       on_click="ignore", key="dl_gif", icon=":material/download:", width="stretch")
+    st.download_button("explanation.npz (all maps, ~50 MB)", data=exp.npz_bytes, file_name="explanation.npz",
+                       mime="application/octet-stream", on_click="ignore", key="dl_npz",
+                       icon=":material/download:", width="stretch")

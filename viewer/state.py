@@ -1,0 +1,180 @@
+"""What the page keeps between reruns: the model (shared), each session's own result.
+
+- The model is loaded once per process (``st.cache_resource``); it is read-only.
+- A session's Explanation lives in that session's ``st.session_state`` only, keyed
+  by the image's pixels and the weights' sha256: patients' results are never shared
+  between sessions, and moving a slider never recomputes it.
+- At most ``MAX_CONCURRENT`` explanations run at once in the whole process, so
+  several clinicians at once do not exhaust the machine's memory.
+- Uploaded bytes are read from memory; nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+import core
+
+from .controls import InputChoice
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES_DIR = ROOT / "assets" / "samples"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
+MAX_CONCURRENT = 2  # explanations at once (this machine has 2 cores, ~1 GB each at peak)
+EXPLAIN_SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT)
+
+MAX_PICTURES = 120  # encoded pictures kept per session (~100 KB each)
+_RESULT = "_result"
+_FUNDUS = "_fundus"
+
+
+def _is_sample(path: Path, folder: Path) -> bool:
+    """An image meant to be graded: not a montage (``overview*``) nor hidden (``_*``, ``.*``)."""
+    parts = path.relative_to(folder).parts
+    return (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+            and not path.stem.lower().startswith("overview")
+            and not any(p.startswith(("_", ".")) for p in parts))
+
+
+def list_samples(folder: Path = SAMPLES_DIR) -> dict[str, Path]:
+    """Bundled sample images, by their path under assets/samples (recursive).
+
+    Real photographs (top level) come before the synthetic drawings (sub-folders).
+    """
+    if not folder.is_dir():
+        return {}
+    files = [p for p in folder.rglob("*") if _is_sample(p, folder)]
+    files.sort(key=lambda p: (len(p.relative_to(folder).parts) > 1, p.relative_to(folder).as_posix()))
+    return {p.relative_to(folder).as_posix(): p for p in files}
+
+
+@st.cache_resource(show_spinner="Loading the model…")
+def load_model(name: str) -> core.LoadedModel:
+    return core.load_weights(name)
+
+
+@dataclass
+class Result:
+    """One session's explained image, with the derived numbers the page shows (made once)."""
+
+    key: str
+    exp: core.Explanation
+    warmed: bool = False
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _derived: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def _once(self, name: Any, make: Any) -> Any:
+        with self.lock:
+            if name not in self._derived:
+                self._derived[name] = make()
+            return self._derived[name]
+
+    def picture(self, key: tuple, make: Any) -> Any:
+        """An encoded picture, made once per key (layer, grade, display options ...).
+
+        Walking back along the slider then costs nothing; at most ``MAX_PICTURES``
+        are kept per session (the oldest go first).
+        """
+        with self.lock:
+            if key not in self._derived:
+                pictures = [k for k in self._derived if isinstance(k, tuple)]
+                for old in pictures[: max(0, len(pictures) - MAX_PICTURES + 1)]:
+                    del self._derived[old]
+            return self._once(key, make)
+
+    def has(self, name: str) -> bool:
+        return name in self._derived
+
+    def prepare(self) -> None:
+        """Make the conservation report now (the first view needs it)."""
+        self._once("conservation", self.exp.conservation)
+
+    @property
+    def conservation(self) -> dict[str, Any]:
+        """The conservation report (takes every constant map to input space the first time)."""
+        return self._once("conservation", self.exp.conservation)
+
+    @property
+    def scores_json(self) -> str:
+        return self._once("scores_json", self.exp.scores_json)
+
+
+def read_input(choice: InputChoice) -> core.Fundus:
+    """The chosen photograph as a Fundus (cached per session while the file is unchanged).
+
+    Raises ``core.FundusReadError``; the previous result is then forgotten.
+    """
+    cached = st.session_state.get(_FUNDUS)
+    if cached is not None and cached[0] == choice.ident:
+        return cached[1]
+    st.session_state.pop(_FUNDUS, None)
+    try:
+        src = choice.data if choice.kind == "upload" else choice.path
+        fundus = core.read_fundus(src, name=choice.name)
+    except core.FundusReadError:
+        forget()
+        raise
+    st.session_state[_FUNDUS] = (choice.ident, fundus)
+    return fundus
+
+
+def forget() -> None:
+    """Drop this session's result (a new, unreadable or removed image)."""
+    st.session_state.pop(_RESULT, None)
+    st.session_state.pop(_FUNDUS, None)
+
+
+def explain(model: core.LoadedModel, fundus: core.Fundus) -> tuple[Result, bool]:
+    """This session's Explanation of ``fundus``; computed only when the image or model changed.
+
+    Returns the result and whether it is new.
+    """
+    key = f"{fundus.sha256}:{model.sha256}"
+    res = st.session_state.get(_RESULT)
+    if res is not None and res.key == key:
+        return res, False
+    st.session_state.pop(_RESULT, None)  # never show the previous image's result
+    with st.spinner("The model is grading the image and tracing every score back to the pixels…"), EXPLAIN_SLOTS:
+        res = Result(key=key, exp=core.explain(model, fundus))
+    st.session_state[_RESULT] = res
+    return res, True
+
+
+def _warm(res: Result) -> None:
+    exp = res.exp
+    with EXPLAIN_SLOTS:
+        for spec in reversed(core.CONV_LAYERS):
+            for part in core.PARTS:
+                exp.in_input_space(spec.index, part)
+
+
+def warm_in_background(res: Result) -> None:
+    """Take every layer's maps to input space in a background thread, layer 15 first,
+    so that the first walk down the layer slider finds them ready."""
+    with res.lock:
+        if res.warmed:
+            return
+        res.warmed = True
+    threading.Thread(target=_warm, args=(res,), name="dr-viewer-warm", daemon=True).start()
+
+
+def fetch_paper_weights(progress: Any) -> str | None:
+    """Download the published weights; returns an error message, or None on success."""
+
+    def report(done: int, total: int | None) -> None:
+        if total:
+            progress.progress(min(done / total, 1.0), text=f"Downloading… {done / 2**20:.1f} of {total / 2**20:.1f} MB")
+
+    try:
+        core.fetch("paper", progress=report)
+    except core.WeightsError as e:
+        return str(e)
+    except Exception as e:  # never a traceback in the page
+        return f"the download failed ({type(e).__name__}: {e})"
+    load_model.clear()
+    return None
