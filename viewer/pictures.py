@@ -156,15 +156,3 @@ def titled(picture: np.ndarray, title: str) -> np.ndarray:
     head = Image.new("RGB", (picture.shape[1], 34), "white")
     ImageDraw.Draw(head).text((8, 6), title, fill="black", font=font_)
     return np.concatenate([np.asarray(head), picture], axis=0)
-
-
-def flicker_gif(frames: list[np.ndarray], duration_ms: int = 700) -> bytes:
-    """The blog's flicker view: an endless GIF alternating ``frames``.
-
-    Fast octree quantisation (~10 ms at 640x640) instead of median cut (~150 ms),
-    so the GIF can follow the sliders.
-    """
-    imgs = [Image.fromarray(f).quantize(colors=255, method=Image.Quantize.FASTOCTREE) for f in frames]
-    buf = io.BytesIO()
-    imgs[0].save(buf, format="GIF", save_all=True, append_images=imgs[1:], duration=duration_ms, loop=0, disposal=1)
-    return buf.getvalue()

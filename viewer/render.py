@@ -318,22 +318,25 @@ def draw_input_layer(res: Any, grade: int, disp: DisplayChoice, rows: dict) -> N
 
 
 def conservation_line(rows: dict, layer: int | str, tolerance: float) -> tuple[str, bool]:
-    """'a + b + bias = sum = score ✓ (relative error e)' for the view of ``layer``."""
+    """'a + b + bias = sum = score ✓ (relative error e)' for the view of ``layer``.
+
+    The error is core's (relative to the largest number in the sum).
+    """
     g = rows["grade"]
     score, bias = g["score"], g["bias"]
     if layer == 16:
         terms = [("feature scores", g["features_sum"])]
+        err = g["features_relative_error"]
     elif layer == "input":
         terms = [("input map", g["input_map_sum"]), ("constants of all layers", g["constants_sum"])]
+        err = g["input_relative_error"]
     else:
         row = rows[int(layer)]
         terms = [(f"input-dependent (layer {layer})", row["input_dependent"]),
                  (f"constants of layers ≥ {layer}", row["constants_from_layer"])]
+        err = row["relative_error"]
     terms.append(("bias", bias))
     total = float(sum(v for _, v in terms))
-    # relative to the largest number in the sum, so that a score near 0 built from
-    # large parts (an untrained model) does not look like a broken check
-    err = abs(score - total) / max(abs(score), *(abs(v) for _, v in terms), 1e-12)
     ok = err <= tolerance
     text = (" + ".join(f"{name} {fmt_score(v)}" for name, v in terms)
             + f" = {fmt_score(total)} = score {fmt_score(score)} {'✓' if ok else '✗'} (relative error {fmt_error(err)})")
@@ -429,7 +432,7 @@ def draw_threshold(res: Any, choice: ExplainChoice, disp: DisplayChoice) -> None
     def make() -> tuple[int, bytes, bytes]:
         mask = exp.mask(g, disp.k, values=current_map(exp, g, choice.layer)[0])
         marked = pic.mask_picture(exp.fundus.image, mask, disp.opacity)
-        return int(mask.sum()), pic.jpeg(marked), pic.flicker_gif([exp.fundus.image, marked])
+        return int(mask.sum()), pic.jpeg(marked), cm.flicker_gif([exp.fundus.image, marked])
 
     # layers 16 and "input" both threshold the total map
     which = "total" if choice.layer in (16, "input") else choice.layer

@@ -44,14 +44,14 @@ def test_probabilities(p, text):
 
 def test_conservation_line_adds_up():
     rows = {"grade": {"score": 43.4, "bias": 0.5, "features_sum": 42.9, "input_map_sum": -86.3,
-                      "constants_sum": 129.2},
-            8: {"input_dependent": -55.3, "constants_from_layer": 98.2}}
+                      "constants_sum": 129.2, "features_relative_error": 1e-8, "input_relative_error": 2e-8},
+            8: {"input_dependent": -55.3, "constants_from_layer": 98.2, "relative_error": 3e-8}}
     text, ok = render.conservation_line(rows, 8, 1e-4)
     assert ok and text.startswith("input-dependent (layer 8) -55.3 + constants of layers ≥ 8 98.2 + bias 0.5 = 43.4")
     assert "= score 43.4 ✓" in text
     text, ok = render.conservation_line(rows, "input", 1e-4)
     assert ok and "input map -86.3 + constants of all layers 129.2" in text
-    rows["grade"]["features_sum"] = 40.0
+    rows["grade"]["features_sum"], rows["grade"]["features_relative_error"] = 40.0, 0.078
     text, ok = render.conservation_line(rows, 16, 1e-4)
     assert not ok and "✗" in text
 
@@ -84,7 +84,7 @@ def test_flicker_gif_alternates_two_frames():
     a = np.zeros((64, 64, 3), np.uint8)
     b = a.copy()
     b[10:20, 10:20] = pictures.MASK_COLOUR
-    with Image.open(io.BytesIO(pictures.flicker_gif([a, b]))) as gif:
+    with Image.open(io.BytesIO(cm.flicker_gif([a, b]))) as gif:
         assert gif.format == "GIF" and gif.n_frames == 2 and gif.info.get("loop") == 0
 
 
