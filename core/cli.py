@@ -7,11 +7,13 @@ with one line on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import importlib
 import importlib.util
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -242,6 +244,22 @@ def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
     return found
 
 
+@contextlib.contextmanager
+def _quiet_decoders() -> Iterator[None]:
+    """Damaged files make the decoders talk on stderr by themselves (Pillow's warnings,
+    OpenCV's libtiff errors); the reader already turns every failure into one line."""
+    import cv2
+
+    level = cv2.utils.logging.getLogLevel()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"PIL\.")
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        try:
+            yield
+        finally:
+            cv2.utils.logging.setLogLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if os.environ.get("DR_THREADS"):
@@ -249,7 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(int(os.environ["DR_THREADS"]))
     try:
-        return int(args.func(args) or 0)
+        with _quiet_decoders():
+            return int(args.func(args) or 0)
     except (UserError, WeightsError, FundusReadError) as e:
         _fail(str(e))
         return EXIT_USER_ERROR

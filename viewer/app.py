@@ -71,6 +71,7 @@ def explore(res: state.Result) -> None:
 
 def main() -> None:
     st.set_page_config(page_title="DR grader · explained", page_icon="👁️", layout="wide")
+    state.keep_uploads_in_memory()
     render.draw_style()
     render.draw_title()
     render.draw_research_note()

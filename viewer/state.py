@@ -6,7 +6,7 @@
   between sessions, and moving a slider never recomputes it.
 - At most ``MAX_CONCURRENT`` explanations run at once in the whole process, so
   several clinicians at once do not exhaust the machine's memory.
-- Uploaded bytes are read from memory; nothing is written to disk.
+- Uploaded bytes are read from memory; nothing is written to disk (``keep_uploads_in_memory``).
 """
 
 from __future__ import annotations
@@ -51,6 +51,24 @@ def list_samples(folder: Path = SAMPLES_DIR) -> dict[str, Path]:
     files = [p for p in folder.rglob("*") if _is_sample(p, folder)]
     files.sort(key=lambda p: (len(p.relative_to(folder).parts) > 1, p.relative_to(folder).as_posix()))
     return {p.relative_to(folder).as_posix(): p for p in files}
+
+
+def keep_uploads_in_memory() -> None:
+    """Never let an upload touch the disk.
+
+    Streamlit's server parses uploads with Starlette, which spools every file part over
+    1 MB (``MultiPartParser.spool_max_size``) to a temporary file in ``$TMPDIR``: most
+    fundus photographs are larger. The threshold is raised above the upload limit, so an
+    accepted photograph stays in memory; the server already caps the request body at
+    ``server.maxUploadSize`` while it streams, then holds the file in memory anyway.
+    """
+    try:
+        from starlette.formparsers import MultiPartParser
+    except ImportError:  # a server without Starlette: nothing is spooled
+        return
+    limit = max(core.MAX_BYTES, int(st.get_option("server.maxUploadSize")) * 2**20) + 2**20  # + multipart framing
+    if getattr(MultiPartParser, "spool_max_size", limit) < limit:
+        MultiPartParser.spool_max_size = limit
 
 
 @st.cache_resource(show_spinner="Loading the model…")

@@ -1,0 +1,261 @@
+"""Issue 6, several clinicians at once.
+
+How the viewer shares work between sessions (viewer/state.py):
+
+- the model is loaded once per process (``st.cache_resource``) and used for inference only:
+  ``core.explain`` reads its weights and writes nothing to it (no hooks, no buffers, no
+  gradients, eval mode and ``requires_grad=False`` set once at load), so sessions share it
+  without a lock;
+- each session's Explanation and pictures live in its own ``st.session_state``: nothing
+  per image or per patient is module-level or cached across sessions;
+- a process-wide semaphore (``EXPLAIN_SLOTS``) lets at most ``MAX_CONCURRENT``
+  explanations run at once, so many users at once queue instead of exhausting memory.
+
+The tests check each point: threads explaining different images on one model give the
+sequential results and leave every parameter and buffer untouched (values and version
+counters); two AppTest sessions keep their own results; and eight browser contexts on one
+server upload eight different photographs at the same moment and each sees its own scores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+import os
+import re
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageEnhance
+from streamlit.testing.v1 import AppTest
+
+import core
+from core.weights import save_checkpoint
+from tests.direct_propagation import random_network
+from tests.viewer.live_server import CHROMIUM_ARGS, HAS_TEXT, REPO, SETTLED, UPLOAD, chromium_path, peak_rss_mb, serve
+
+APP = REPO / "viewer" / "app.py"
+RETINA = REPO / "tests" / "data" / "retina.jpg"
+SYNTHETIC = REPO / "assets" / "samples" / "synthetic"
+
+
+def fmt(v: float) -> str:
+    text = f"{v:.1f}"
+    return "0.0" if text == "-0.0" else text
+
+
+def encode(im: Image.Image, fmt_: str = "JPEG", **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt_, **kw)
+    return buf.getvalue()
+
+
+def eight_photographs() -> dict[str, tuple[bytes, str]]:
+    """Eight genuinely different inputs: the real photograph, transformed, and two synthetic samples."""
+    src = Image.open(RETINA).convert("RGB")
+    w, h = src.size
+    out = {
+        "original.jpg": (RETINA.read_bytes(), "image/jpeg"),
+        "mirrored.png": (encode(src.transpose(Image.Transpose.FLIP_LEFT_RIGHT), "PNG"), "image/png"),
+        "rotated.jpg": (encode(src.transpose(Image.Transpose.ROTATE_90), quality=92), "image/jpeg"),
+        "zoomed.jpg": (encode(src.crop((w // 8, h // 8, w - w // 8, h - h // 8)), quality=92), "image/jpeg"),
+        "brighter.png": (encode(ImageEnhance.Brightness(src).enhance(1.35), "PNG"), "image/png"),
+        "low-contrast.jpg": (encode(ImageEnhance.Contrast(src).enhance(0.55), quality=92), "image/jpeg"),
+    }
+    for name in ("grade3.jpg", "grade4.jpg"):
+        path = SYNTHETIC / name
+        if path.is_file():
+            out[f"synthetic-{name}"] = (path.read_bytes(), "image/jpeg")
+    extra = iter([("blurred.jpg", src.resize((w // 3, h // 3)).resize((w, h))), ("darker.jpg", ImageEnhance.Brightness(src).enhance(0.7))])
+    while len(out) < 8:  # without the synthetic samples, two more transformations
+        name, im = next(extra)
+        out[name] = (encode(im, quality=92), "image/jpeg")
+    return out
+
+
+# ----------------------------------------------------------------------------- the model is shared read-only
+
+
+def _fingerprint(model: torch.nn.Module) -> dict[str, tuple[int, torch.Tensor]]:
+    tensors = itertools.chain(model.named_parameters(), model.named_buffers())
+    return {name: (t._version, t.detach().clone()) for name, t in tensors}
+
+
+def _module_state(model: torch.nn.Module) -> list[tuple]:
+    return [(name, m.training, sorted(vars(m)), len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks))
+            for name, m in model.named_modules()]
+
+
+def test_threads_share_one_model_without_changing_it(tmp_path):
+    """Explanations of different images from four threads at once equal the sequential ones,
+    and the shared model is bit-for-bit and version-for-version what it was."""
+    path = tmp_path / "narrow.pt"
+    save_checkpoint(path, random_network((3,) * 15, seed=5).float(), {"title": "narrow random network"})
+    model = core.load_weights(path)
+    rng = np.random.default_rng(0)
+    images = [core.read_fundus(RETINA)]
+    images += [core.Fundus(image=rng.integers(0, 256, (640, 640, 3), dtype=np.uint8), fov=np.ones((640, 640), bool),
+                           crop_box=(0, 0, 640, 640), original_size=(640, 640)) for _ in range(3)]
+    before, state = _fingerprint(model.model), _module_state(model.model)
+
+    def summary(exp: core.Explanation) -> list[np.ndarray]:
+        return [exp.scores, exp.input_map, exp.layer(8).input_dependent, exp.in_input_space(12, "constant")]
+
+    sequential = [summary(core.explain(model, f)) for f in images]
+    results: dict[int, list[np.ndarray]] = {}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(images))
+
+    def work(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = summary(core.explain(model, images[i]))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(images))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    for i, expected in enumerate(sequential):
+        for a, b in zip(results[i], expected, strict=True):
+            np.testing.assert_array_equal(a, b)
+    after = _fingerprint(model.model)
+    assert before.keys() == after.keys()
+    for name, (version, value) in before.items():
+        assert after[name][0] == version, f"{name} was modified in place"
+        assert torch.equal(after[name][1], value), name
+    assert _module_state(model.model) == state  # no mode change, no new attributes, no hooks
+    assert not any(p.requires_grad for p in model.model.parameters())
+
+
+def _module_containers(modules) -> dict[str, str]:
+    """repr of every module-level dict, list and set of the given modules (shared mutable state)."""
+    out = {}
+    for mod in modules:
+        for name, value in vars(mod).items():
+            if isinstance(value, (dict, list, set)) and not name.startswith("__"):
+                out[f"{mod.__name__}.{name}"] = repr(value)
+    return out
+
+
+def test_two_sessions_keep_their_own_results(paper_weights_dir):
+    """Two sessions of one process (one cached model): each keeps its own image's scores."""
+    import core.explanation
+    import core.fundus
+    import core.propagation
+    import core.transport
+    import core.weights
+    from viewer import controls, pictures, render, state
+
+    modules = [controls, pictures, render, state, core.explanation, core.fundus, core.propagation, core.transport, core.weights]
+    photos = eight_photographs()
+    names = ["original.jpg", "rotated.jpg"]
+    model = core.load_weights("paper")
+    expected = {n: [fmt(float(s)) for s in core.explain(model, core.read_fundus(photos[n][0])).scores] for n in names}
+    assert expected[names[0]] != expected[names[1]]
+    before = _module_containers(modules)
+    sessions = [AppTest.from_file(str(APP), default_timeout=180) for _ in names]
+    for at in sessions:
+        at.run()
+    for at, n in zip(sessions, names, strict=True):
+        at.file_uploader(key="upload").set_value((n, photos[n][0], photos[n][1]))
+        at.run()
+    for at, n in zip(sessions, names, strict=True):  # after the other session's upload, once more
+        at.run()
+        assert not at.exception and not at.error
+        table = next(m.value for m in at.markdown if m.value.startswith("| Grade | Score |"))
+        shown = [re.sub(r"\*", "", line.split("|")[2]).strip() for line in table.splitlines()[2:]]
+        assert shown == expected[n], n
+        assert any(f"{n} · original" in c for img in at.image for c in img.captions)
+    assert _module_containers(modules) == before
+
+
+# ----------------------------------------------------------------------------- eight clinicians, one server
+
+
+async def _one_clinician(page, name: str, data: bytes, mime: str, start: asyncio.Event) -> dict:
+    await start.wait()
+    t0 = time.perf_counter()
+    await page.set_input_files(UPLOAD, files=[{"name": name, "mimeType": mime, "buffer": data}])
+    uploaded = time.perf_counter() - t0
+    await page.wait_for_function(HAS_TEXT, arg=["p", "Conservation:"], timeout=240_000)
+    await page.wait_for_function("() => document.querySelectorAll('[data-testid=stImage] img').length >= 5", timeout=240_000)
+    await page.wait_for_function(SETTLED, timeout=240_000)
+    done = time.perf_counter() - t0
+    table = page.locator("table", has=page.locator("th", has_text="Probability"))
+    rows = [[c.strip() for c in await table.locator("tbody tr").nth(g).locator("td").all_inner_texts()] for g in range(5)]
+    body = await page.locator("body").inner_text()
+    captions = await page.locator('[data-testid="stImageCaption"], [data-testid="caption"]').all_inner_texts()
+    return {"name": name, "rows": rows, "body": body, "captions": captions, "uploaded_s": uploaded, "done_s": done,
+            "exceptions": await page.locator('[data-testid="stException"]').count()}
+
+
+async def _eight_at_once(chromium: str, url: str, photos: dict[str, tuple[bytes, str]]) -> tuple[list[dict], float]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        try:
+            contexts = [await browser.new_context(viewport={"width": 1400, "height": 900}) for _ in photos]
+            pages = [await c.new_page() for c in contexts]
+            await asyncio.gather(*(p.goto(url) for p in pages))
+            await asyncio.gather(*(p.wait_for_selector(UPLOAD, state="attached", timeout=120_000) for p in pages))
+            await asyncio.gather(*(p.wait_for_function(SETTLED, timeout=120_000) for p in pages))
+            start = asyncio.Event()
+            tasks = [asyncio.create_task(_one_clinician(p, n, d, m, start))
+                     for p, (n, (d, m)) in zip(pages, photos.items(), strict=True)]
+            t0 = time.perf_counter()
+            start.set()
+            results = await asyncio.gather(*tasks)
+            total = time.perf_counter() - t0
+            # once all are done, each page still shows its own numbers (no late cross-talk)
+            for p, r in zip(pages, results, strict=True):
+                table = p.locator("table", has=p.locator("th", has_text="Probability"))
+                again = [[c.strip() for c in await table.locator("tbody tr").nth(g).locator("td").all_inner_texts()]
+                         for g in range(5)]
+                assert again == r["rows"], r["name"]
+            return results, total
+        finally:
+            await browser.close()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_eight_clinicians_at_once(paper_weights_dir, tmp_path):
+    chromium = chromium_path()
+    photos = eight_photographs()
+    assert len(photos) == 8
+    env = dict(os.environ, DR_WEIGHTS_DIR=str(paper_weights_dir))
+    with serve(env, tmp_path / "server.log") as (proc, port):
+        # core's numbers for each photograph, computed while the server warms up
+        model = core.load_weights("paper")
+        expected = {}
+        for name, (data, _) in photos.items():
+            exp = core.explain(model, core.read_fundus(data, name=name))
+            expected[name] = (exp.grade, [fmt(float(s)) for s in exp.scores], exp.fundus.original_size)
+        assert len({tuple(v[1]) for v in expected.values()}) == 8, "the eight inputs must have different scores"
+        rss_idle, _ = peak_rss_mb(proc.pid)
+        results, total = asyncio.run(_eight_at_once(chromium, f"http://127.0.0.1:{port}/", photos))
+        rss_now, peak = peak_rss_mb(proc.pid)
+    log = (tmp_path / "server.log").read_text(errors="replace")
+    print(f"CONCURRENCY users=8 total_s={total:.1f} slowest_s={max(r['done_s'] for r in results):.1f} "
+          f"fastest_s={min(r['done_s'] for r in results):.1f} upload_spread_s={max(r['uploaded_s'] for r in results):.2f} "
+          f"server_rss_idle_mb={rss_idle:.0f} server_rss_after_mb={rss_now:.0f} server_peak_rss_mb={peak:.0f} "
+          f"cpus={os.cpu_count()} python={sys.version.split()[0]}")
+    for r in results:
+        grade, scores, (w, h) = expected[r["name"]]
+        assert r["exceptions"] == 0 and "Traceback" not in r["body"] and "cannot be graded" not in r["body"], r["name"]
+        for g, cells in enumerate(r["rows"]):
+            assert cells[0] == f"{g} · {core.GRADE_NAMES[g]}"
+            assert cells[1] == scores[g], (r["name"], g, cells, scores)
+        assert f"The model's grade: {grade} · {core.GRADE_NAMES[grade]}" in r["body"], r["name"]
+        assert f"{r['name']} · original {w}×{h} px" in r["body"], r["name"]  # its own file, no one else's
+    assert "Traceback" not in log, log[-3000:]
