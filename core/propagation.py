@@ -97,7 +97,8 @@ def propagate(
     """
     if x.ndim != 4 or x.shape[0] != 1:
         raise ValueError("propagate expects one image, shape (1, 3, H, W)")
-    model = model.eval()
+    # BN is applied from its running statistics below: eval semantics whatever
+    # model.training says, and the caller's (possibly shared) model is left untouched.
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     if precision not in ("float32", "float64"):
         raise ValueError(f"precision must be 'float32' or 'float64', not {precision!r}")
@@ -139,6 +140,8 @@ def propagate(
 
 @torch.inference_mode()
 def forward_scores(model: DRNet, x: torch.Tensor, *, channels_last: bool = True) -> np.ndarray:
-    """Pre-softmax scores of a batch ``x`` (N, 3, H, W): forward only."""
+    """Pre-softmax scores of a batch ``x`` (N, 3, H, W): forward only (model in eval mode)."""
+    if model.training:
+        raise ValueError("forward_scores needs the model in eval mode (BN running statistics)")
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return model.eval()(x.contiguous(memory_format=fmt)).float().numpy()
+    return model(x.contiguous(memory_format=fmt)).float().numpy()
