@@ -305,3 +305,42 @@ def default_name() -> str | None:
             return name
     return None
 
+
+
+# -- the bundled demo (trained here on synthetic images; see assets/weights/MODEL_CARD.md)
+DEMO = WeightsEntry(
+    name="demo",
+    filename="demo-synthetic.pt",
+    sha256="87ac4861bb3d66122b849ec4d0d07d6aeb0bba35e0eefa194495a782a2a7141f",
+    size=1_585_472,
+    bundled=ASSETS / "weights" / "demo-synthetic.pt",
+    normalisation=IMAGENET,
+    meta={
+        "title": "Demo weights trained on synthetic fundus images only (never for clinical use)",
+        "num_params": 385_877,
+        "widths": None,
+        "training_data": (
+            "Synthetic images only (core.synthetic): 14,000 for training (seed 1000), 500 for "
+            "validation (seed 2000); no photograph of a real eye"
+        ),
+        "metrics": {
+            "test_quadratic_weighted_kappa": 0.9761,
+            "test_quadratic_weighted_kappa_ci95": [0.9672, 0.9839],
+            "test_accuracy": 0.916,
+            "referable_dr_sensitivity_test": 0.970,
+            "referable_dr_specificity_test": 1.0,
+            "validation_quadratic_weighted_kappa": 0.9743,
+            "_test_set": "500 synthetic images, python -m core evaluate --weights demo --synthetic 500 --seed 5000",
+        },
+        "licence": "same licence as this project",
+        "intended_use": (
+            "Demonstration and testing of this software only (offline viewer, CLI, explanations). "
+            "Trained on synthetic images only: it is not a medical device and must never be used "
+            "clinically, on real patients, to diagnose or to decide treatment."
+        ),
+        "clinical_use": False,
+        "synthetic": True,
+        "_model_card": "assets/weights/MODEL_CARD.md",
+    },
+)
+register(DEMO)
