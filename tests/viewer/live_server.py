@@ -10,19 +10,61 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.viewer.test_browser import CHROMIUM_ARGS, HAS_TEXT, SETTLED, free_port, wait_healthy
-
 REPO = Path(__file__).resolve().parents[2]
 UPLOAD = '[data-testid="stFileUploader"] input[type=file]'
 
-__all__ = ["CHROMIUM_ARGS", "HAS_TEXT", "REPO", "SETTLED", "UPLOAD", "chromium_path", "peak_rss_mb", "serve"]
+__all__ = ["CHROMIUM_ARGS", "HAS_TEXT", "REPO", "SETTLED", "UPLOAD", "chromium_path", "free_port", "peak_rss_mb", "serve", "wait_healthy"]
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+# JavaScript predicates evaluated in the page.
+SETTLED = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app || app.getAttribute('data-test-script-state') === 'running') return false;
+  if (document.querySelector('[data-stale="true"]')) return false;
+  return [...document.images].every(i => i.complete && i.naturalWidth > 0);
+}"""
+HAS_TEXT = """([selector, text]) => [...document.querySelectorAll(selector)].some(e => e.innerText.includes(text))"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(port: int, server: subprocess.Popen, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"the streamlit server exited with code {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    pytest.fail("the streamlit server did not become healthy in time")
+
+
 
 
 def chromium_path() -> str:

@@ -14,19 +14,15 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 import core
+from tests.viewer.live_server import CHROMIUM_ARGS, HAS_TEXT, SETTLED, chromium_path, serve
 
 sync_playwright = pytest.importorskip("playwright.sync_api", reason="Playwright's Python package is not installed").sync_playwright
 
@@ -35,81 +31,19 @@ RETINA = REPO / "tests" / "data" / "retina.jpg"
 SHOTS = REPO / "assets" / "screenshots"
 MAX_SHOT_BYTES = 400_000
 WIDTH = 1400
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 pytestmark = pytest.mark.browser
 
-# JavaScript predicates evaluated in the page.
-SETTLED = """() => {
-  const app = document.querySelector('[data-testid="stApp"]');
-  if (!app || app.getAttribute('data-test-script-state') === 'running') return false;
-  if (document.querySelector('[data-stale="true"]')) return false;
-  return [...document.images].every(i => i.complete && i.naturalWidth > 0);
-}"""
-HAS_TEXT = """([selector, text]) => [...document.querySelectorAll(selector)].some(e => e.innerText.includes(text))"""
-
-
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    """Debian's chromium; skipped where absent, except in CI (env CI set), where it fails."""
-    path = shutil.which("chromium")
-    if path:
-        return path
-    if os.environ.get("CI"):
-        pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
-    pytest.skip("no `chromium` on PATH (Debian: apt-get install chromium); the browser test needs it")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(port: int, server: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"the streamlit server exited with code {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    pytest.fail("the streamlit server did not become healthy in time")
+    return chromium_path()
 
 
 @pytest.fixture
 def server(paper_weights_dir, tmp_path):
     """The page served on a free port; always terminated through its own handle."""
-    port = free_port()
-    env = dict(os.environ, DR_WEIGHTS_DIR=str(paper_weights_dir))
-    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "viewer/app.py",
-         "--server.port", str(port), "--server.headless", "true", "--server.address", "127.0.0.1"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_healthy(port, proc)
+    with serve(dict(os.environ, DR_WEIGHTS_DIR=str(paper_weights_dir)), tmp_path / "server.log") as (_, port):
         yield f"http://127.0.0.1:{port}/"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-        log.close()
 
 
 def settle(page, timeout_ms: int = 60_000) -> None:
