@@ -19,14 +19,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .model import ACTIVE_THRESHOLD, DRNet
+from .model import ACTIVE_THRESHOLD, CONV_LAYERS, DRNet
 
 Precision = Literal["float32", "float64"]
 
 
 @dataclass
 class Propagation:
-    """Raw results for all grades; arrays are float32, grade-major (5, ...)."""
+    """Raw results for all grades, in the precision asked for, grade-major (5, ...)."""
 
     scores: np.ndarray  # (5,) pre-softmax
     features: np.ndarray  # (5, 64) w_cj * f_j
@@ -60,12 +60,12 @@ def _forward(
     """Forward pass in ``dtype`` recording what the backward pass needs."""
     blocks: list[_Block] = []
     h = x.to(dtype).contiguous(memory_format=fmt)
-    for i, (conv, bn) in enumerate(model.blocks()):
+    for spec, (conv, bn) in zip(CONV_LAYERS, model.blocks(), strict=True):
         const, scale = _bn_terms(conv, bn, dtype)
         weight = (conv.weight.to(dtype) * scale.view(-1, 1, 1, 1)).contiguous(memory_format=fmt)
         out = torch.relu_(F.conv2d(h, weight, const, conv.stride, conv.padding))
         gate = out >= ACTIVE_THRESHOLD
-        if i < 14 and i % 2 == 1:  # a 2x2 max pool follows layers 2, 4, ..., 14
+        if spec.pool_after == "max":  # 2x2, stride 2
             h, idx = F.max_pool2d(out, 2, 2, return_indices=True)
             won = torch.zeros(out.shape, dtype=torch.bool).flatten(2).scatter_(2, idx.flatten(2), True)
             gate &= won.view_as(out).contiguous(memory_format=fmt)
