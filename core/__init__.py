@@ -12,7 +12,7 @@ de la Torre, Valls & Puig (2017/2020), with no user interface.
 """
 
 from .explanation import PARTS, Explanation, LayerMaps, explain, threshold_mask
-from .fundus import MAX_BYTES, Fundus, FundusReadError, read_fundus
+from .fundus import IMAGE_SUFFIXES, MAX_BYTES, Fundus, FundusReadError, read_fundus
 from .model import CONV_LAYERS, GRADE_NAMES, INPUT_SIZE, LAYERS, DRNet, LayerSpec, layer
 from .weights import (
     DEFAULT,
@@ -30,6 +30,7 @@ __all__ = [
     "CONV_LAYERS",
     "DEFAULT",
     "GRADE_NAMES",
+    "IMAGE_SUFFIXES",
     "INPUT_SIZE",
     "LAYERS",
     "MAX_BYTES",

@@ -21,11 +21,10 @@ import numpy as np
 
 from . import colormap as cm
 from .explanation import Explanation, explain
-from .fundus import FundusReadError, read_fundus
+from .fundus import IMAGE_SUFFIXES, FundusReadError, read_fundus
 from .model import CONV_LAYERS, GRADE_NAMES
 from .weights import REGISTRY, LoadedModel, WeightsError, default_name, fetch, load_weights, locate, sha256_of, verify
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 EXIT_USER_ERROR = 2
 
 

@@ -24,7 +24,7 @@ _ANCHORS = np.array(
 _N = 511  # odd: entry 255 is exactly zero
 _POS = np.linspace(0, 1, len(_ANCHORS))
 LUT = np.stack([np.interp(np.linspace(0, 1, _N), _POS, _ANCHORS[:, c]) for c in range(3)], 1).round().astype(np.uint8)
-MASK_COLOUR = (0, 255, 64)
+MASK_COLOUR = (0, 255, 255)  # cyan: stands out on the orange retina, also for red-green colour blindness
 
 
 @dataclass(frozen=True)

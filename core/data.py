@@ -29,11 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .fundus import FundusReadError, prepare, read_fundus
+from .fundus import IMAGE_SUFFIXES, FundusReadError, prepare, read_fundus
 from .weights import IMAGENET, Normalisation
 
 KINDS = ("eyepacs", "aptos", "idrid", "ddr")
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".tif", ".tiff", ".bmp")
 DDR_UNGRADABLE = 5
 
 

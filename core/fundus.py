@@ -38,6 +38,7 @@ __all__ = [
     "SIZE",
     "Fundus",
     "FundusReadError",
+    "IMAGE_SUFFIXES",
     "decode_image",
     "find_fov",
     "prepare",
@@ -52,6 +53,8 @@ MIN_SIDE = 8
 # A field of view narrower than this is enlarged more than 2x: still graded, but warned.
 LOW_RES_DIAMETER = SIZE // 2
 NO_FOV_WARNING = "No circular field of view found: the whole image was used."
+# File names offered or picked up by name (uploads, folders, samples): the formats users are told about.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"})
 
 _EXPECTED = "PNG, JPEG, TIFF, BMP or WebP expected"
 # Pillow decoders we trust with untrusted bytes. Formats without a magic-number check

@@ -14,7 +14,7 @@ import streamlit as st
 
 import core
 
-UPLOAD_TYPES = ("png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp")
+UPLOAD_TYPES = tuple(sorted(s.lstrip(".") for s in core.IMAGE_SUFFIXES))
 MAX_UPLOAD_MB = core.MAX_BYTES // 2**20  # the reader's limit; .streamlit/config.toml says the same
 # The layer slider: 16 (the 64 features) down to 1, then the pixels.
 LAYER_OPTIONS: tuple[int | str, ...] = (*range(16, 0, -1), "input")

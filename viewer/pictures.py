@@ -16,7 +16,6 @@ from core import colormap as cm
 
 BAR_HEIGHT = 34  # colour strip of the horizontal colour bar, in pixels of the composite
 FONT_PX = 22  # tick labels; the composite is shown at ~0.6x, so ~13 px on screen
-MASK_COLOUR = (0, 255, 255)  # cyan: stands out on the orange retina, also for red-green colour blindness
 
 
 @lru_cache(maxsize=8)
@@ -112,7 +111,7 @@ def grey(retina: np.ndarray) -> np.ndarray:
 
 def mask_picture(retina: np.ndarray, mask: np.ndarray, opacity: float) -> np.ndarray:
     """The k-sigma pixels painted over the retina."""
-    return cm.mask_overlay(retina, mask, alpha=max(opacity, 0.6), colour=MASK_COLOUR)
+    return cm.mask_overlay(retina, mask, alpha=max(opacity, 0.6))
 
 
 def nearest_up(values: np.ndarray, target: int = 640) -> np.ndarray:

@@ -83,7 +83,7 @@ def test_map_pictures_have_their_colour_bar(log, positive_only):
 def test_flicker_gif_alternates_two_frames():
     a = np.zeros((64, 64, 3), np.uint8)
     b = a.copy()
-    b[10:20, 10:20] = pictures.MASK_COLOUR
+    b[10:20, 10:20] = cm.MASK_COLOUR
     with Image.open(io.BytesIO(cm.flicker_gif([a, b]))) as gif:
         assert gif.format == "GIF" and gif.n_frames == 2 and gif.info.get("loop") == 0
 
