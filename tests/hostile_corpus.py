@@ -37,6 +37,8 @@ import cv2
 import numpy as np
 from PIL import Image, features
 
+from tests.image_bytes import cv2_encode, encode
+
 RETINA = Path(__file__).resolve().parent / "data" / "retina.jpg"
 BOMB_SIDE = 50_000
 
@@ -54,17 +56,6 @@ class Case:
 # ----------------------------------------------------------------------------- helpers
 
 
-def encode(im: np.ndarray | Image.Image, fmt: str, **kw: object) -> bytes:
-    im = im if isinstance(im, Image.Image) else Image.fromarray(im)
-    buf = io.BytesIO()
-    im.save(buf, fmt, **kw)
-    return buf.getvalue()
-
-
-def cv2_encode(arr: np.ndarray, ext: str, *params: int) -> bytes:
-    ok, buf = cv2.imencode(ext, arr, list(params))
-    assert ok, ext
-    return buf.tobytes()
 
 
 def fundus_like(w: int = 160, h: int = 160, seed: int = 0) -> np.ndarray:

@@ -32,6 +32,7 @@ from core.fundus import (
     prepare,
     read_fundus,
 )
+from tests.image_bytes import cv2_encode, encode
 
 DATA = Path(__file__).parent / "data"
 RETINA = DATA / "retina.jpg"
@@ -40,17 +41,6 @@ RETINA = DATA / "retina.jpg"
 # ------------------------------------------------------------------------- helpers
 
 
-def encode(arr_or_im: np.ndarray | Image.Image, fmt: str, **kw: object) -> bytes:
-    im = arr_or_im if isinstance(arr_or_im, Image.Image) else Image.fromarray(arr_or_im)
-    buf = io.BytesIO()
-    im.save(buf, fmt, **kw)
-    return buf.getvalue()
-
-
-def cv2_encode(arr: np.ndarray, ext: str, *params: int) -> bytes:
-    ok, buf = cv2.imencode(ext, arr, list(params))
-    assert ok
-    return buf.tobytes()
 
 
 def synthetic_fundus(w: int, h: int, cx: int, cy: int, r: int, *, notch: bool = True, seed: int = 0) -> np.ndarray:
