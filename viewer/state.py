@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import atexit
 import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,6 @@ from .controls import InputChoice
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES_DIR = ROOT / "assets" / "samples"
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 MAX_CONCURRENT = 2  # explanations at once (this machine has 2 cores, ~1 GB each at peak)
 EXPLAIN_SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT)
 
@@ -36,7 +37,7 @@ _FUNDUS = "_fundus"
 def _is_sample(path: Path, folder: Path) -> bool:
     """An image meant to be graded: not a montage (``overview*``) nor hidden (``_*``, ``.*``)."""
     parts = path.relative_to(folder).parts
-    return (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+    return (path.is_file() and path.suffix.lower() in core.IMAGE_SUFFIXES
             and not path.stem.lower().startswith("overview")
             and not any(p.startswith(("_", ".")) for p in parts))
 
@@ -178,7 +179,20 @@ def warm_in_background(res: Result) -> None:
         if res.warmed:
             return
         res.warmed = True
-    threading.Thread(target=_warm, args=(res,), name="dr-viewer-warm", daemon=True).start()
+    t = threading.Thread(target=_warm, args=(res,), name="dr-viewer-warm", daemon=True)
+    _WARMING.add(t)
+    t.start()
+
+
+_WARMING: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+
+@atexit.register
+def _finish_warming() -> None:
+    """A daemon thread killed inside a torch kernel at exit aborts the process
+    ("terminate called without an active exception"): let running ones finish."""
+    for t in list(_WARMING):
+        t.join(timeout=30)
 
 
 def fetch_paper_weights(progress: Any) -> str | None:
