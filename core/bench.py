@@ -21,7 +21,7 @@ import torch
 
 from .explanation import explain
 from .fundus import read_fundus
-from .model import DRNet
+from .model import plain_copy
 from .weights import load_weights
 
 DEFAULT_IMAGE = Path(__file__).resolve().parent.parent / "assets" / "samples" / "retina-normal.jpg"
@@ -47,13 +47,11 @@ def run(weights: str, image: Path, repeats: int = 5, captum: bool = True) -> dic
     x = lm.normalisation.to_tensor(fundus.image)
     rss_loaded = _peak_rss_mb()
 
-    plain = DRNet(lm.model.widths)  # PyTorch's default (contiguous) layout
-    plain.load_state_dict(lm.model.state_dict())
-    plain.eval()
+    plain = plain_copy(lm.network)  # PyTorch's default (contiguous) layout
     with torch.inference_mode():
         forward = _timed(lambda: plain(x), repeats)
         x_cl = x.contiguous(memory_format=torch.channels_last)
-        forward_cl = _timed(lambda: lm.model(x_cl), repeats)
+        forward_cl = _timed(lambda: lm.network(x_cl), repeats)
 
     def full() -> None:
         exp = explain(lm, fundus)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import colormap as cm
+from . import pictures
 from .explanation import Explanation, explain
 from .fundus import IMAGE_SUFFIXES, FundusReadError, read_fundus
 from .model import CONV_LAYERS, GRADE_NAMES
@@ -57,12 +57,12 @@ def write_explanation(exp: Explanation, out: Path, k: float, grade: int | None =
         written.append(out / fname)
 
     def picture(values: np.ndarray, title: str) -> bytes:
-        scale = cm.make_scale(values, region=fov)
-        return cm.png_bytes(cm.annotate(cm.colourise(values, scale), title, scale))
+        scale = pictures.make_scale(values, region=fov)
+        return pictures.png_bytes(pictures.titled(pictures.with_colourbar(pictures.colourise(values, scale), scale), title))
 
     put("scores.json", exp.scores_json().encode())
     put("explanation.npz", exp.npz_bytes())
-    put("retina.png", cm.png_bytes(exp.fundus.image))
+    put("retina.png", pictures.png_bytes(exp.fundus.image))
     for spec in CONV_LAYERS:
         for part in ("input_dependent", "constant"):
             values = exp.in_input_space(spec.index, part)[g]
@@ -74,9 +74,9 @@ def write_explanation(exp: Explanation, out: Path, k: float, grade: int | None =
     put("total.png", picture(total, f"Total map, grade {g} {name}: sum {total.sum(dtype=np.float64):+.2f} = score {exp.scores[g]:+.2f}"))
     mask = exp.mask(g, k)
     share = mask.sum() / max(int(fov.sum()), 1)
-    overlay = cm.mask_overlay(exp.fundus.image, mask)
-    put(f"mask_k{k:g}.png", cm.png_bytes(cm.annotate(overlay, f"Pixels above {k:g} sigma, grade {g} {name}: {int(mask.sum())} px ({share:.2%} of the field of view)")))
-    put("flicker.gif", cm.flicker_gif([exp.fundus.image, overlay]))
+    overlay = pictures.mask_overlay(exp.fundus.image, mask)
+    put(f"mask_k{k:g}.png", pictures.png_bytes(pictures.titled(overlay, f"Pixels above {k:g} sigma, grade {g} {name}: {int(mask.sum())} px ({share:.2%} of the field of view)")))
+    put("flicker.gif", pictures.flicker_gif([exp.fundus.image, overlay]))
     return written
 
 
@@ -140,7 +140,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
                 failed += 1
                 w.writerow([rel, "", ""] + [""] * 10 + ["", str(e)])
                 continue
-            s = forward_scores(model.model, model.normalisation.to_tensor(fundus.image))[0].astype(np.float64)
+            s = forward_scores(model.network, model.normalisation.to_tensor(fundus.image))[0].astype(np.float64)
             prob = np.exp(s - s.max())
             prob /= prob.sum()
             g = int(np.argmax(s))

@@ -145,7 +145,7 @@ def evaluate(weights: str | None, dataset: Dataset, data_desc: dict[str, Any], *
     from .cli import _load
 
     lm = _load(weights)
-    model = lm.model.to(device)
+    model = lm.network.to(device)
     labels = np.asarray(dataset.labels, dtype=np.int64)
     pred, _ = predict(model, dataset, batch_size=batch_size, workers=workers, device=device,
                       norm=lm.normalisation, progress=progress)

@@ -252,7 +252,7 @@ def explain(model: LoadedModel, fundus: Fundus, precision: Precision = "float32"
     if fundus.image.shape != (INPUT_SIZE, INPUT_SIZE, 3):
         raise ValueError(f"fundus image must be {INPUT_SIZE}x{INPUT_SIZE}x3, got {fundus.image.shape}")
     x = model.normalisation.to_tensor(fundus.image)
-    return Explanation(propagate(model.model, x, precision=precision), fundus, model.name, model.sha256)
+    return Explanation(propagate(model.network, x, precision=precision), fundus, model.name, model.sha256)
 
 
 __all__ = ["Explanation", "LayerMaps", "explain", "threshold_mask", "layer", "PARTS"]

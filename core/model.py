@@ -29,7 +29,7 @@ BN_EPS = 1e-5
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """One row of the layer table (PAPER.md section 1).
+    """One row of the layer table (docs/method.md, "The network").
 
     ``stride`` is the spacing of the layer's output grid in input pixels and
     ``offset`` the input coordinate (pixel centres at 0, 1, ...) of the centre of
@@ -144,3 +144,39 @@ class DRNet(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def batchnorm_terms(conv: nn.Conv2d, bn: nn.BatchNorm2d, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """(K, gamma/sigma) in ``dtype``: in eval mode BN(conv(I)) = (gamma/sigma) * (W*I) + K per channel,
+    with K = beta + gamma * (b - mu) / sigma (the paper's constant of the layer)."""
+    mean, var = bn.running_mean.to(dtype), bn.running_var.to(dtype)
+    scale = bn.weight.to(dtype) / torch.sqrt(var + bn.eps)
+    bias = conv.bias.to(dtype) if conv.bias is not None else torch.zeros_like(mean)
+    return bn.bias.to(dtype) + scale * (bias - mean), scale
+
+
+def plain_copy(model: DRNet) -> DRNet:
+    """An independent copy in PyTorch's default layout, eval mode, no gradients for its
+    parameters: what a benchmark's baseline or a peer method may modify freely."""
+    plain = DRNet(model.widths)
+    plain.load_state_dict(model.state_dict())
+    plain.eval()
+    for p in plain.parameters():
+        p.requires_grad_(False)
+    return plain
+
+
+@torch.no_grad()
+def folded_copy(model: DRNet) -> DRNet:
+    """A copy with each batch norm folded into its conv (``batchnorm_terms``): the same
+    function in eval mode, about a third fewer passes over memory."""
+    fast = plain_copy(model)
+    for seq in (fast.features, fast.classifier):
+        for i in range(len(seq) - 1):
+            conv, bn = seq[i], seq[i + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                const, scale = batchnorm_terms(conv, bn, conv.weight.dtype)
+                conv.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+                conv.bias.copy_(const)
+                seq[i + 1] = nn.Identity()
+    return fast.to(next(model.parameters()).device)

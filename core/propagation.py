@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .model import ACTIVE_THRESHOLD, CONV_LAYERS, DRNet
+from .model import ACTIVE_THRESHOLD, CONV_LAYERS, DRNet, batchnorm_terms
 
 Precision = Literal["float32", "float64"]
 
@@ -46,14 +46,6 @@ class _Block:
     gate: torch.Tensor  # 1 where lambda may be non-zero: active and, before a max pool, the winner
 
 
-def _bn_terms(conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(K, gamma/sigma) in ``dtype``: BN(conv(I)) = (gamma/sigma) * (W*I) + K per channel."""
-    mean, var = bn.running_mean.to(dtype), bn.running_var.to(dtype)
-    scale = bn.weight.to(dtype) / torch.sqrt(var + bn.eps)
-    bias = conv.bias.to(dtype) if conv.bias is not None else torch.zeros_like(mean)
-    return bn.bias.to(dtype) + scale * (bias - mean), scale
-
-
 def _forward(
     model: DRNet, x: torch.Tensor, fmt: torch.memory_format, dtype: torch.dtype
 ) -> tuple[list[_Block], torch.Tensor, torch.Tensor]:
@@ -61,7 +53,7 @@ def _forward(
     blocks: list[_Block] = []
     h = x.to(dtype).contiguous(memory_format=fmt)
     for spec, (conv, bn) in zip(CONV_LAYERS, model.blocks(), strict=True):
-        const, scale = _bn_terms(conv, bn, dtype)
+        const, scale = batchnorm_terms(conv, bn, dtype)
         weight = (conv.weight.to(dtype) * scale.view(-1, 1, 1, 1)).contiguous(memory_format=fmt)
         out = torch.relu_(F.conv2d(h, weight, const, conv.stride, conv.padding))
         gate = out >= ACTIVE_THRESHOLD

@@ -52,8 +52,7 @@ from PIL import Image, ImageDraw, ImageFont
 from . import synthetic
 from .attribution import DEFAULT_LAYERS, Context, Method, Peers, methods
 from .explanation import threshold_mask
-from .fundus import Fundus, FundusReadError, prepare, read_fundus
-from .model import INPUT_SIZE
+from .fundus import Fundus, FundusReadError, map_mask, prepare, read_fundus
 from .weights import ASSETS, LoadedModel, is_available, load_weights, read_checkpoint
 
 OUT_DIR = ASSETS / "quality"
@@ -101,33 +100,6 @@ def synthetic_samples(n: int, seed: int) -> Iterator[Sample]:
     training), and its masks through the same trim and resize (``map_mask``).
     """
     return (_sample(t) for t in synthetic_tasks(n, seed))
-
-
-def map_mask(mask: np.ndarray, crop_box: tuple[int, int, int, int], size: int = INPUT_SIZE) -> np.ndarray:
-    """Take a mask of the original photograph through a Fundus's trim and resize.
-
-    The placement reproduces ``fundus._crop_resize`` pixel for pixel (same box, same
-    rounding). An output pixel is lesion if the lesion covers any part of it (area
-    resampling when shrinking, nearest neighbour when enlarging), so a microaneurysm
-    smaller than an output pixel is kept rather than averaged away.
-    """
-    h, w = mask.shape[:2]
-    left, top, right, bottom = crop_box
-    scale = size / (right - left)
-    x0, y0, x1, y1 = max(left, 0), max(top, 0), min(right, w), min(bottom, h)
-    out = np.zeros((size, size), bool)
-    if x1 <= x0 or y1 <= y0:
-        return out
-    ox0, oy0 = min(round((x0 - left) * scale), size - 1), min(round((y0 - top) * scale), size - 1)
-    ox1 = min(max(round((x1 - left) * scale), ox0 + 1), size)
-    oy1 = min(max(round((y1 - top) * scale), oy0 + 1), size)
-    region = np.ascontiguousarray(mask[y0:y1, x0:x1] > 0)
-    dst = (ox1 - ox0, oy1 - oy0)
-    if dst[0] * dst[1] < region.size:
-        out[oy0:oy1, ox0:ox1] = cv2.resize(region.astype(np.float32), dst, interpolation=cv2.INTER_AREA) > 1e-3
-    else:
-        out[oy0:oy1, ox0:ox1] = cv2.resize(region.astype(np.uint8), dst, interpolation=cv2.INTER_NEAREST) > 0
-    return out
 
 
 def _read_mask(path: Path) -> np.ndarray:
@@ -784,7 +756,7 @@ def describe(lm: LoadedModel, s: Settings, kind: str, study: Study, seconds: flo
         "real": "real photographs without masks: deletion/insertion only, map of the predicted grade",
     }[kind]
     return {
-        "model": {"name": lm.name, "sha256": lm.sha256, "widths": list(lm.model.widths),
+        "model": {"name": lm.name, "sha256": lm.sha256, "widths": list(lm.network.widths),
                   "title": lm.meta.get("title", ""), "synthetic": lm.is_synthetic},
         "data": {"kind": kind, "description": data, "images": [r.name for r in study.images] if kind != "synthetic" else None},
         "command": command_line(),

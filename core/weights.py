@@ -190,7 +190,7 @@ def fetch(name: str, *, progress: Callable[[int, int | None], None] | None = Non
 class LoadedModel:
     """A network in eval mode with what is needed to use and cite it."""
 
-    model: DRNet
+    network: DRNet
     name: str
     sha256: str
     normalisation: Normalisation
@@ -280,7 +280,7 @@ def load_weights(name_or_path: str | os.PathLike = DEFAULT) -> LoadedModel:
     model = build_model(ckpt["state_dict"], tuple(widths) if widths else None)
     meta["num_params"] = count_parameters(model)
     meta["widths"] = list(model.widths)
-    return LoadedModel(model=model, name=name, sha256=sha, normalisation=norm, meta=meta, path=path)
+    return LoadedModel(network=model, name=name, sha256=sha, normalisation=norm, meta=meta, path=path)
 
 
 def save_checkpoint(path: Path, model: DRNet, meta: Mapping[str, Any], normalisation: Normalisation = IMAGENET) -> str:

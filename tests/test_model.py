@@ -78,7 +78,7 @@ def test_published_weights_grade_a_normal_retina_0(paper_model, retina_fundus):
     """scikit-image's normal fundus (CC0) is graded 0 by a wide margin (PAPER.md section 2)."""
     x = paper_model.normalisation.to_tensor(retina_fundus.image)
     with torch.no_grad():
-        s = paper_model.model(x)[0].numpy()
+        s = paper_model.network(x)[0].numpy()
     assert int(np.argmax(s)) == 0
     assert s[0] - np.sort(s)[-2] > 20
     assert paper_model.meta["num_params"] == 385_877

@@ -126,15 +126,15 @@ def test_fast_path_agrees_with_direct_rules_on_published_weights(paper_model, re
     x = paper_model.normalisation.to_tensor(retina_fundus.image)
     x = x + torch.from_numpy(rng.uniform(-0.5, 0.5, x.shape)).float() / 255 / 0.226
     grades = [0, 4]
-    d = direct_propagation(copy.deepcopy(paper_model.model), x, grades=grades)
-    p64 = propagate(paper_model.model, x, precision="float64")
+    d = direct_propagation(copy.deepcopy(paper_model.network), x, grades=grades)
+    p64 = propagate(paper_model.network, x, precision="float64")
     assert_agrees(p64, d, grades, tol=1e-9)
 
 
 @pytest.mark.paper
 def test_conservation_on_published_weights_all_grades_all_layers(paper_model, retina_fundus):
     x = paper_model.normalisation.to_tensor(retina_fundus.image)
-    p = propagate(paper_model.model, x)
+    p = propagate(paper_model.network, x)
     errs = conservation_errors(p)
     assert errs.shape == (17, 5)
     assert errs.max() <= TOL
@@ -147,8 +147,8 @@ def test_float32_default_against_float64_reference(paper_model, retina_fundus):
     what reaches the layers below. Measured: <= 3% of a map's peak in layers 1-8
     (README, "Precision"); layers 9-15 and the scores agree to float32 rounding."""
     x = paper_model.normalisation.to_tensor(retina_fundus.image)
-    p32 = propagate(paper_model.model, x)
-    p64 = propagate(paper_model.model, x, precision="float64")
+    p32 = propagate(paper_model.network, x)
+    p64 = propagate(paper_model.network, x, precision="float64")
     np.testing.assert_allclose(p32.scores, p64.scores, rtol=1e-5)
     np.testing.assert_allclose(p32.features, p64.features, rtol=1e-4, atol=1e-4)
     for L in range(1, 16):

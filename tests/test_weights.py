@@ -42,11 +42,11 @@ def tiny_checkpoint(tmp_path):
 def test_own_checkpoint_round_trip(tiny_checkpoint):
     path, model = tiny_checkpoint
     lm = W.load_weights(path)
-    assert lm.model.widths == (2,) * 15 and lm.is_synthetic
+    assert lm.network.widths == (2,) * 15 and lm.is_synthetic
     assert lm.sha256 == W.sha256_of(path)
     for k, v in model.state_dict().items():
-        assert torch.equal(lm.model.state_dict()[k], v)
-    assert not any(p.requires_grad for p in lm.model.parameters()) and not lm.model.training
+        assert torch.equal(lm.network.state_dict()[k], v)
+    assert not any(p.requires_grad for p in lm.network.parameters()) and not lm.network.training
 
 
 def test_tampered_registry_file_is_refused(tmp_path, monkeypatch, tiny_checkpoint):
@@ -56,7 +56,7 @@ def test_tampered_registry_file_is_refused(tmp_path, monkeypatch, tiny_checkpoin
     monkeypatch.setenv(W.ENV_DIR, str(tmp_path))
     data = bytearray(path.read_bytes())
     (tmp_path / "t.pt").write_bytes(bytes(data))
-    assert W.load_weights("t").model.widths == (2,) * 15
+    assert W.load_weights("t").network.widths == (2,) * 15
     data[len(data) // 2] ^= 0xFF
     (tmp_path / "t.pt").write_bytes(bytes(data))
     with pytest.raises(W.WeightsError, match="sha256 mismatch"):

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import core
-from core import colormap as cm
+from core import pictures as draw
 
 from . import pictures as pic
 from .controls import DisplayChoice, ExplainChoice, grade_label
@@ -142,7 +142,7 @@ def draw_no_weights() -> None:
 def draw_retina(fundus: core.Fundus) -> None:
     st.markdown("**Model input** (trimmed, 640×640)")
     w, h = fundus.original_size
-    st.image(pic.jpeg(fundus.image), width="stretch",
+    st.image(draw.jpeg_bytes(fundus.image), width="stretch",
              caption=f"{fundus.source or 'image'} · original {w}×{h} px")
     for note in fundus.warnings:
         st.warning(note)
@@ -213,8 +213,8 @@ def current_map(exp: core.Explanation, grade: int, layer: int | str) -> tuple[np
     return exp.in_input_space(int(layer), "input_dependent")[grade], f"input-dependent map of layer {layer}"
 
 
-def _scale(values: np.ndarray, disp: DisplayChoice, region: np.ndarray | None) -> cm.Scale:
-    return cm.make_scale(values, log=disp.log, positive_only=disp.positive_only, region=region)
+def _scale(values: np.ndarray, disp: DisplayChoice, region: np.ndarray | None) -> draw.Scale:
+    return draw.make_scale(values, log=disp.log, positive_only=disp.positive_only, region=region)
 
 
 def _look(disp: DisplayChoice) -> tuple:
@@ -222,20 +222,20 @@ def _look(disp: DisplayChoice) -> tuple:
     return (disp.log, disp.positive_only, disp.overlay, round(disp.opacity, 2) if disp.overlay else None)
 
 
-def map_composite(exp: core.Explanation, values: np.ndarray, disp: DisplayChoice, scale: cm.Scale | None = None) -> np.ndarray:
+def map_composite(exp: core.Explanation, values: np.ndarray, disp: DisplayChoice, scale: draw.Scale | None = None) -> np.ndarray:
     """The picture of an input-space map (over the retina if asked) with its colour bar."""
     scale = scale or _scale(values, disp, exp.fundus.fov)
     retina = exp.fundus.image if disp.overlay else None
-    return pic.with_colourbar(pic.map_picture(values, scale, retina, disp.opacity), scale)
+    return draw.with_colourbar(pic.map_picture(values, scale, retina, disp.opacity), scale)
 
 
 def hidden_composite(values: np.ndarray, disp: DisplayChoice) -> np.ndarray:
     """A hidden grid as blocks (colours made on the grid, then repeated) with its colour bar."""
     scale = _scale(values, disp, None)
-    picture = pic.grid_lines(pic.nearest_up(cm.colourise(values, scale).transpose(2, 0, 1)).transpose(1, 2, 0),
+    picture = pic.grid_lines(pic.nearest_up(draw.colourise(values, scale).transpose(2, 0, 1)).transpose(1, 2, 0),
                              values.shape[-1])
     # shown at about half the size of the big maps: larger tick labels
-    return pic.with_colourbar(np.ascontiguousarray(picture), scale, label="score per unit", font_px=36)
+    return draw.with_colourbar(np.ascontiguousarray(picture), scale, label="score per unit", font_px=36)
 
 
 def _show(jpeg: bytes, heading: str, note: str | None = None) -> None:
@@ -247,7 +247,7 @@ def _show(jpeg: bytes, heading: str, note: str | None = None) -> None:
 
 def _map_jpeg(res: Any, key: tuple, values: Any, disp: DisplayChoice) -> bytes:
     """A map's picture, encoded once per (map, look); ``values`` is called only when needed."""
-    return res.picture(("map", *key, _look(disp)), lambda: pic.jpeg(map_composite(res.exp, values(), disp)))
+    return res.picture(("map", *key, _look(disp)), lambda: draw.jpeg_bytes(map_composite(res.exp, values(), disp)))
 
 
 def _rows(res: Any, grade: int) -> dict[Any, dict[str, Any]]:
@@ -291,10 +291,10 @@ def draw_hidden_layer(res: Any, grade: int, index: int, disp: DisplayChoice, row
     with c3:
         look = (disp.log, disp.positive_only)
         _show(res.picture(("hidden", index, "input_dependent", grade, look),
-                          lambda: pic.jpeg(hidden_composite(maps.input_dependent[grade], disp))),
+                          lambda: draw.jpeg_bytes(hidden_composite(maps.input_dependent[grade], disp))),
               f"**Hidden {spec.hidden}×{spec.hidden}, input-dependent**  \nΣ {fmt_score(row['input_dependent'])}")
         _show(res.picture(("hidden", index, "constant", grade, look),
-                          lambda: pic.jpeg(hidden_composite(maps.constant[grade], disp))),
+                          lambda: draw.jpeg_bytes(hidden_composite(maps.constant[grade], disp))),
               f"**Hidden {spec.hidden}×{spec.hidden}, constant**  \nΣ {fmt_score(row['constant'])}",
               "The layer's own grid, one square per unit (channels summed), before spreading.")
 
@@ -409,7 +409,7 @@ def draw_comparison(res: Any, own: int, disp: DisplayChoice, layer: int | str) -
         a, b = current_map(exp, own, layer)[0], current_map(exp, model_g, layer)[0]
         fov = exp.fundus.fov
         scale = _scale(np.stack([a, b]), disp, np.stack([fov, fov]))
-        return pic.jpeg(map_composite(exp, a, disp, scale)), pic.jpeg(map_composite(exp, b, disp, scale))
+        return draw.jpeg_bytes(map_composite(exp, a, disp, scale)), draw.jpeg_bytes(map_composite(exp, b, disp, scale))
 
     own_jpeg, model_jpeg = res.picture(("compare", layer, own, model_g, _look(disp)), pair)
     c1, c2, c3 = st.columns(3, gap="medium")
@@ -432,7 +432,7 @@ def draw_threshold(res: Any, choice: ExplainChoice, disp: DisplayChoice) -> None
     def make() -> tuple[int, bytes, bytes]:
         mask = exp.mask(g, disp.k, values=current_map(exp, g, choice.layer)[0])
         marked = pic.mask_picture(exp.fundus.image, mask, disp.opacity)
-        return int(mask.sum()), pic.jpeg(marked), cm.flicker_gif([exp.fundus.image, marked])
+        return int(mask.sum()), draw.jpeg_bytes(marked), draw.flicker_gif([exp.fundus.image, marked])
 
     # layers 16 and "input" both threshold the total map
     which = "total" if choice.layer in (16, "input") else choice.layer
@@ -464,7 +464,7 @@ def draw_downloads(res: Any, choice: ExplainChoice, disp: DisplayChoice, gif: by
     title = f"Grade {grade_label(g)} · {map_name} · layer {choice.layer}"
 
     def map_png() -> bytes:  # made only when clicked
-        return pic.png(pic.titled(map_composite(exp, current_map(exp, g, choice.layer)[0], disp), title))
+        return draw.png_bytes(draw.titled(map_composite(exp, current_map(exp, g, choice.layer)[0], disp), title))
 
     st.download_button("scores.json", data=res.scores_json, file_name="scores.json", mime="application/json",
                        on_click="ignore", key="dl_scores", icon=":material/download:", width="stretch")

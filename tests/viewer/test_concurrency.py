@@ -101,7 +101,7 @@ def test_threads_share_one_model_without_changing_it(tmp_path):
     images = [core.read_fundus(RETINA)]
     images += [core.Fundus(image=rng.integers(0, 256, (640, 640, 3), dtype=np.uint8), fov=np.ones((640, 640), bool),
                            crop_box=(0, 0, 640, 640), original_size=(640, 640)) for _ in range(3)]
-    before, state = _fingerprint(model.model), _module_state(model.model)
+    before, state = _fingerprint(model.network), _module_state(model.network)
 
     def summary(exp: core.Explanation) -> list[np.ndarray]:
         return [exp.scores, exp.input_map, exp.layer(8).input_dependent, exp.in_input_space(12, "constant")]
@@ -127,13 +127,13 @@ def test_threads_share_one_model_without_changing_it(tmp_path):
     for i, expected in enumerate(sequential):
         for a, b in zip(results[i], expected, strict=True):
             np.testing.assert_array_equal(a, b)
-    after = _fingerprint(model.model)
+    after = _fingerprint(model.network)
     assert before.keys() == after.keys()
     for name, (version, value) in before.items():
         assert after[name][0] == version, f"{name} was modified in place"
         assert torch.equal(after[name][1], value), name
-    assert _module_state(model.model) == state  # no mode change, no new attributes, no hooks
-    assert not any(p.requires_grad for p in model.model.parameters())
+    assert _module_state(model.network) == state  # no mode change, no new attributes, no hooks
+    assert not any(p.requires_grad for p in model.network.parameters())
 
 
 def _module_containers(modules) -> dict[str, str]:

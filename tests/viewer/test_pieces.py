@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import colormap as cm
+from core import pictures as draw
 from viewer import controls, pictures, render, state
 
 
@@ -58,10 +58,10 @@ def test_conservation_line_adds_up():
 
 def test_hidden_grid_is_shown_as_blocks():
     grid = np.arange(16, dtype=np.float32).reshape(4, 4) - 8
-    scale = cm.make_scale(grid)
+    scale = draw.make_scale(grid)
     up = pictures.nearest_up(grid)
     assert up.shape == (640, 640) and (up[:160, :160] == grid[0, 0]).all()
-    with_lines = pictures.grid_lines(cm.colourise(up, scale), 4)
+    with_lines = pictures.grid_lines(draw.colourise(up, scale), 4)
     assert (with_lines[160, :] == 150).all()
 
 
@@ -70,10 +70,10 @@ def test_hidden_grid_is_shown_as_blocks():
 def test_map_pictures_have_their_colour_bar(log, positive_only):
     rng = np.random.default_rng(0)
     values = rng.normal(size=(640, 640)).astype(np.float32)
-    scale = cm.make_scale(values, log=log, positive_only=positive_only)
+    scale = draw.make_scale(values, log=log, positive_only=positive_only)
     retina = rng.integers(0, 255, (640, 640, 3), dtype=np.uint8)
     for picture in (pictures.map_picture(values, scale), pictures.map_picture(values, scale, retina, 0.7)):
-        composite = pictures.with_colourbar(picture, scale)
+        composite = draw.with_colourbar(picture, scale)
         assert composite.shape[1] == 640 and composite.shape[0] > 640 and composite.dtype == np.uint8
     # zero-valued pixels leave the retina visible (as grey) in the overlay
     over = pictures.map_picture(np.zeros((640, 640), np.float32), scale, retina, 0.9)
@@ -83,11 +83,11 @@ def test_map_pictures_have_their_colour_bar(log, positive_only):
 def test_flicker_gif_alternates_two_frames():
     a = np.zeros((64, 64, 3), np.uint8)
     b = a.copy()
-    b[10:20, 10:20] = cm.MASK_COLOUR
-    with Image.open(io.BytesIO(cm.flicker_gif([a, b]))) as gif:
+    b[10:20, 10:20] = draw.MASK_COLOUR
+    with Image.open(io.BytesIO(draw.flicker_gif([a, b]))) as gif:
         assert gif.format == "GIF" and gif.n_frames == 2 and gif.info.get("loop") == 0
 
 
 def test_tick_labels_share_their_decimals():
-    assert [pictures._fmt(v, 0.00188) for v in (-0.00188, 0.00094)] == ["-0.00188", "0.00094"]
-    assert pictures._fmt(21.7, 43.4) == "21.7" and pictures._fmt(3e-4, 3e-4) == "3.0e-04"
+    assert [draw.format_tick(v, 0.00188) for v in (-0.00188, 0.00094)] == ["-0.00188", "0.00094"]
+    assert draw.format_tick(21.7, 43.4) == "21.7" and draw.format_tick(3e-4, 3e-4) == "3.0e-04"

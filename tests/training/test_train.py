@@ -16,7 +16,7 @@ import torch
 from core import weights as W
 from core.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--widths", "2x15", "--device", "cpu", "--workers", "0", "--quiet"]
 
 
@@ -36,7 +36,7 @@ def test_tiny_run_lowers_the_loss_and_saves_a_checkpoint(tmp_path):
     assert hist[-1]["train_loss"] < hist[0]["train_loss"] - 0.01
     assert all("val_quadratic_weighted_kappa" in h for h in hist)
     lm = W.load_weights(out)
-    assert lm.model.widths == (2,) * 15 and lm.is_synthetic
+    assert lm.network.widths == (2,) * 15 and lm.is_synthetic
     m = lm.meta
     assert m["synthetic"] is True and m["clinical_use"] is False
     assert m["widths"] == [2] * 15 and m["seed"] == 3 and m["loss"] == "kappa"

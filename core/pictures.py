@@ -1,4 +1,6 @@
-"""Score maps as pictures: a diverging colour map, colour bars, overlays, the flicker GIF.
+"""Score maps as pictures: the diverging colour map, the one colour bar, overlays, PNG,
+JPEG and the flicker GIF, and the one font loader. The CLI, the viewer and the quality
+study all draw with these, so a map looks the same and is labelled the same everywhere.
 
 NumPy and Pillow only (no matplotlib), so a 640x640 map renders in milliseconds.
 Red is positive (evidence for the grade), blue negative, white zero.
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -44,6 +47,11 @@ class Scale:
             return np.sign(v) * np.log1p(np.abs(v) / self.reference)
         return v
 
+    def inverse(self, t: np.ndarray) -> np.ndarray:
+        """The scores at relative positions ``t`` (-1..1) of the colour bar (undoes the log)."""
+        tt = np.asarray(t, dtype=np.float64) * self.tmax
+        return np.sign(tt) * self.reference * np.expm1(np.abs(tt)) if self.log else tt
+
     @property
     def tmax(self) -> float:
         return float(self.transform(np.array([self.vmax]))[0])
@@ -76,48 +84,76 @@ def colourise(values: np.ndarray, scale: Scale) -> np.ndarray:
     return LUT[idx]
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+@lru_cache(maxsize=16)
+def font(size: int = 22) -> ImageFont.ImageFont:
+    """Pillow's bundled font at ``size`` pixels (the bitmap default without FreeType)."""
     try:
         return ImageFont.load_default(size=size)
     except (TypeError, OSError):  # Pillow without FreeType
         return ImageFont.load_default()
 
 
-def format_value(v: float) -> str:
-    a = abs(v)
-    if a == 0:
+def format_tick(v: float, top: float | None = None) -> str:
+    """A tick label with the same number of decimals along a bar (set by its end value ``top``)."""
+    top = abs(v) if top is None else abs(top)
+    if v == 0:
         return "0"
-    if a >= 100:
-        return f"{v:.0f}"
-    if a >= 0.01:
-        return f"{v:.3g}"
-    return f"{v:.2e}"
+    if top < 1e-3:
+        return f"{v:.1e}"
+    decimals = int(np.clip(2 - np.floor(np.log10(top)), 0, 6))
+    return f"{v:.{decimals}f}"
 
 
-def colourbar(scale: Scale, height: int = 640, width: int = 110, label: str = "score") -> np.ndarray:
-    """A vertical colour bar with ticks in score units, as (height, width, 3) uint8."""
+BAR_HEIGHT = 34  # colour strip of the colour bar, in pixels, at the default font
+
+
+def colourbar(scale: Scale, width: int, label: str = "score per pixel", font_px: int = 22) -> np.ndarray:
+    """The colour bar, horizontal: blue (negative) left, white at 0, red (positive) right.
+
+    Ticks are in score units (the log scale inverted), and a caption says where the
+    colours saturate.
+    """
+    font_ = font(font_px)
+    pad = max(14, font_px // 2)
+    bar_h = max(BAR_HEIGHT, round(1.5 * font_px))
+    height = bar_h + 2 * font_px + 22
     img = Image.new("RGB", (width, height), "white")
-    bar_w, top, bottom = 18, 12, height - 12
-    ts = np.linspace(1, -1, bottom - top)
-    if scale.positive_only:
-        ts = np.linspace(1, 0, bottom - top)
-    idx = np.clip(np.rint((ts + 1) * (_N - 1) / 2), 0, _N - 1).astype(np.intp)
-    strip = np.repeat(LUT[idx][:, None, :], bar_w, axis=1)
-    img.paste(Image.fromarray(strip), (4, top))
+    lo = 0.0 if scale.positive_only else -1.0
+    ts = np.linspace(lo, 1.0, width - 2 * pad)
+    strip = colourise(scale.inverse(ts)[None, :], scale)
+    img.paste(Image.fromarray(np.repeat(strip, bar_h, axis=0)), (pad, 4))
     draw = ImageDraw.Draw(img)
-    font = _font(12)
-    ticks = [1.0, 0.5, 0.0, -0.5, -1.0] if not scale.positive_only else [1.0, 0.5, 0.0]
+    draw.rectangle([pad - 1, 3, width - pad, 4 + bar_h], outline=(120, 120, 120))
+    few = scale.positive_only or width < 14 * font_px
+    ticks = ([lo, (lo + 1) / 2, 1.0] if few else [-1.0, -0.5, 0.0, 0.5, 1.0])
+    y = 4 + bar_h
     for t in ticks:
-        frac = (1 - t) / (2 if not scale.positive_only else 1)
-        y = top + frac * (bottom - top - 1)
-        # invert the transform to label the tick in score units
-        tt = t * scale.tmax
-        value = np.sign(tt) * scale.reference * np.expm1(abs(tt)) if scale.log else tt
-        prefix = ">= " if t == 1.0 else ("<= " if t == -1.0 else "")
-        draw.line([(4 + bar_w, y), (8 + bar_w, y)], fill="black")
-        draw.text((11 + bar_w, y - 7), prefix + format_value(float(value)), fill="black", font=font)
-    draw.text((4, 0), label, fill="black", font=_font(11))
+        x = pad + (t - lo) / (1.0 - lo) * (width - 2 * pad - 1)
+        text = format_tick(float(scale.inverse(np.array([t]))[0]), scale.vmax)
+        draw.line([(x, y), (x, y + 6)], fill="black", width=2)
+        w = draw.textlength(text, font=font_)
+        tx = min(max(x - w / 2, 2), width - w - 2)
+        draw.text((tx, y + 7), text, fill="black", font=font_)
+    # Aileron (Pillow's font) has no "<=" glyph: say in words where the colours saturate.
+    caption = f"{label}, saturated beyond " + ("" if scale.positive_only else "\u00b1") + format_tick(scale.vmax)
+    caption += " (log scale)" if scale.log else ""
+    size = font_px
+    while (w := draw.textlength(caption, font=font(size))) > width - 8 and size > 10:
+        size -= 2  # a narrow bar: a smaller caption rather than a cut one
+    draw.text(((width - w) / 2, y + 9 + font_px), caption, fill=(70, 70, 70), font=font(size))
     return np.asarray(img)
+
+
+def with_colourbar(picture: np.ndarray, scale: Scale, label: str = "score per pixel", font_px: int = 22) -> np.ndarray:
+    """``picture`` with its colour bar underneath (one image, same width)."""
+    return np.concatenate([picture, colourbar(scale, picture.shape[1], label, font_px)], axis=0)
+
+
+def titled(picture: np.ndarray, title: str, font_px: int = 20) -> np.ndarray:
+    """``picture`` with a one-line title above it (for files that leave the program)."""
+    head = Image.new("RGB", (picture.shape[1], font_px + 14), "white")
+    ImageDraw.Draw(head).text((8, 6), title, fill="black", font=font(font_px))
+    return np.concatenate([np.asarray(head), picture], axis=0)
 
 
 def blend(base: np.ndarray, top: np.ndarray, alpha: float, where: np.ndarray | None = None) -> np.ndarray:
@@ -136,23 +172,18 @@ def mask_overlay(retina: np.ndarray, mask: np.ndarray, alpha: float = 0.8, colou
     return blend(retina, paint, alpha, where=mask)
 
 
-def annotate(image: np.ndarray, title: str, scale: Scale | None = None, label: str = "score") -> Image.Image:
-    """Image with a title above and, if ``scale`` is given, its colour bar beside it."""
-    h, w = image.shape[:2]
-    bar = colourbar(scale, h, label=label) if scale is not None else None
-    width = w + (bar.shape[1] if bar is not None else 0)
-    out = Image.new("RGB", (width, h + 28), "white")
-    out.paste(Image.fromarray(image), (0, 28))
-    if bar is not None:
-        out.paste(Image.fromarray(bar), (w, 28))
-    ImageDraw.Draw(out).text((6, 6), title, fill="black", font=_font(15))
-    return out
-
-
-def png_bytes(image: np.ndarray | Image.Image) -> bytes:
+def png_bytes(image: np.ndarray | Image.Image, compress_level: int = 6) -> bytes:
     img = image if isinstance(image, Image.Image) else Image.fromarray(image)
     buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=False)
+    img.save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+def jpeg_bytes(picture: np.ndarray | Image.Image, quality: int = 92) -> bytes:
+    """Fast lossless-looking JPEG (no chroma subsampling, so single red/blue pixels survive)."""
+    img = picture if isinstance(picture, Image.Image) else Image.fromarray(picture)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality, subsampling=0)
     return buf.getvalue()
 
 

@@ -34,7 +34,7 @@ from core.fundus import (
 )
 from tests.image_bytes import cv2_encode, encode
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 RETINA = DATA / "retina.jpg"
 
 
@@ -488,7 +488,7 @@ def test_decompression_bomb_gif_refused_quickly() -> None:
 
 
 def test_oversized_file_refused_before_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fundus, "MAX_BYTES", 1000)
+    monkeypatch.setattr(fundus.decode, "MAX_BYTES", 1000)
     path = tmp_path / "big.png"
     path.write_bytes(b"\x00" * 5000)
     for src in (path, path.read_bytes(), io.BytesIO(path.read_bytes())):

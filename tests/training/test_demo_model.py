@@ -16,7 +16,7 @@ from core import weights as W
 from core.data import synthetic_image
 from core.model import DRNet, count_parameters
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # 25 synthetic images, 5 per grade (generate_many's balanced blocks), from a seed that
 # neither training nor validation used.
 TEST_SEED = 424242
@@ -39,9 +39,9 @@ def test_demo_is_registered_bundled_and_verified():
 def test_demo_loads_and_matches_its_card():
     lm = W.load_weights("demo")
     assert lm.is_synthetic and lm.sha256 == W.REGISTRY["demo"].sha256
-    assert lm.meta["num_params"] == count_parameters(lm.model)
+    assert lm.meta["num_params"] == count_parameters(lm.network)
     widths = W.REGISTRY["demo"].meta["widths"]
-    assert list(lm.model.widths) == (widths or [s for s in DRNet().widths])
+    assert list(lm.network.widths) == (widths or [s for s in DRNet().widths])
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def graded():
     for i in range(25):
         image, grade = synthetic_image(TEST_SEED, i)
         with torch.inference_mode():
-            s = lm.model(lm.normalisation.to_tensor(image).contiguous(memory_format=torch.channels_last))
+            s = lm.network(lm.normalisation.to_tensor(image).contiguous(memory_format=torch.channels_last))
         out.append((grade, int(s.argmax())))
     return out
 

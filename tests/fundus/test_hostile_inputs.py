@@ -1,4 +1,4 @@
-"""Issue 6, hostile inputs: every case of the generated corpus (tests/hostile_corpus.py) through
+"""Issue 6, hostile inputs: every case of the generated corpus (tests/fundus/hostile_corpus.py) through
 core's reader, the command line and (a representative third) the viewer; oversized images
 refused before decoding, with measured time and memory; hostile weights refused by the CLI.
 
@@ -29,9 +29,9 @@ import core
 from core.fundus import MAX_PIXELS, Fundus, FundusReadError, read_fundus
 from core.model import DRNet
 from core.weights import PAPER, save_checkpoint
-from tests.hostile_corpus import BOMB_SIDE, Case, WriteRecorder, changed, corpus, listing, representative_third
+from tests.fundus.hostile_corpus import BOMB_SIDE, Case, WriteRecorder, changed, corpus, listing, representative_third
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CACHES = (".git", "__pycache__", ".pytest_cache", ".hypothesis", ".ruff_cache")
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL")  # damaged TIFFs make Pillow warn, then the reader refuses
 

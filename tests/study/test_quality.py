@@ -281,7 +281,7 @@ def test_methods_give_one_map_per_grade_and_charge_shared_passes(tiny):
     sample = next(q.synthetic_samples(1, 10_000_000))
     peers = Peers(lm, ig_steps=2)
     with torch.inference_mode():  # the forward-only copy folds batch norm: same scores
-        want = lm.model(lm.normalisation.to_tensor(sample.fundus.image).contiguous(memory_format=torch.channels_last))
+        want = lm.network(lm.normalisation.to_tensor(sample.fundus.image).contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(peers.scores(lm.normalisation.to_tensor(sample.fundus.image)), want, rtol=1e-4, atol=1e-4)
     ctx = Context(peers, sample.fundus, (1, 3), seed=5, index=0)
     got = {m.name: ctx.run(m) for m in methods()}

@@ -38,7 +38,7 @@ def test_explain_writes_the_documented_files(tmp_path, paper_model):
     for L in range(1, 16):
         assert (out / f"layer{L:02d}_input_dependent.png").is_file() and (out / f"layer{L:02d}_constant.png").is_file()
     for name in ("input_map.png", "constants.png", "total.png"):
-        assert Image.open(out / name).width > 640  # map + colour bar
+            assert Image.open(out / name).height > 640 + 60  # title + map + colour bar underneath
     assert Image.open(out / "mask_k2.5.png").height > 640  # overlay + title
     gif = Image.open(out / "flicker.gif")
     assert gif.n_frames == 2 and gif.info.get("loop") == 0

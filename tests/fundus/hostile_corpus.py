@@ -39,7 +39,7 @@ from PIL import Image, features
 
 from tests.image_bytes import cv2_encode, encode
 
-RETINA = Path(__file__).resolve().parent / "data" / "retina.jpg"
+RETINA = Path(__file__).resolve().parents[1] / "data" / "retina.jpg"
 BOMB_SIDE = 50_000
 
 

@@ -1,0 +1,27 @@
+"""Reading fundus photographs: safe decoding, the field of view, trim/pad/resize.
+
+``read_fundus`` is the one entry point; the submodules are its steps.
+"""
+
+from .decode import IMAGE_SUFFIXES, MAX_BYTES, MAX_PIXELS, MIN_SIDE, FundusReadError, decode_image
+from .fov import find_fov
+from .geometry import crop_resize, map_mask
+from .reader import NO_FOV_WARNING, SIZE, UNEXPECTED_FAILURE, Fundus, prepare, read_fundus
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MAX_BYTES",
+    "MAX_PIXELS",
+    "MIN_SIDE",
+    "NO_FOV_WARNING",
+    "SIZE",
+    "UNEXPECTED_FAILURE",
+    "Fundus",
+    "FundusReadError",
+    "crop_resize",
+    "decode_image",
+    "find_fov",
+    "map_mask",
+    "prepare",
+    "read_fundus",
+]
