@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .fundus import Fundus
-from .model import CONV_LAYERS, GRADE_NAMES, INPUT_SIZE, LayerSpec, layer
+from .model import CONV_LAYERS, GRADE_NAMES, INPUT_SIZE, LayerSpec, softmax
 from .propagation import Precision, Propagation, propagate
 from .transport import to_input_space
 from .weights import LoadedModel
@@ -51,9 +51,7 @@ class Explanation:
             spec.index: LayerMaps(spec, prop.input_dependent[spec.index - 1], prop.constant[spec.index - 1])
             for spec in CONV_LAYERS
         }
-        z = self.scores.astype(np.float64)
-        e = np.exp(z - z.max())
-        self.probabilities = e / e.sum()
+        self.probabilities = softmax(self.scores)
         self.grade = int(np.argmax(self.scores))
         self._cache: dict[Any, np.ndarray] = {}
         self._lock = threading.RLock()
@@ -255,4 +253,4 @@ def explain(model: LoadedModel, fundus: Fundus, precision: Precision = "float32"
     return Explanation(propagate(model.network, x, precision=precision), fundus, model.name, model.sha256)
 
 
-__all__ = ["Explanation", "LayerMaps", "explain", "threshold_mask", "layer", "PARTS"]
+__all__ = ["PARTS", "Explanation", "LayerMaps", "explain", "threshold_mask"]

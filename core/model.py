@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -140,6 +141,13 @@ class DRNet(nn.Module):
         """Pre-softmax scores, shape (N, 5)."""
         x = self.classifier(self.features(x))
         return self.output(torch.flatten(x, 1))
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Layer 17: the probabilities of the grades from the pre-softmax scores (last axis), in float64."""
+    z = np.asarray(scores, dtype=np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 def count_parameters(model: nn.Module) -> int:
