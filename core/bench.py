@@ -1,4 +1,4 @@
-"""``python -m core bench``: speed and memory of the explanation beside a forward pass
+"""Speed and memory (``python -m core bench``) of the explanation beside a forward pass
 and beside Captum's LRP and Integrated Gradients, measured in one process on one image.
 
 Figures on a shared machine are noisy: compare the ratios printed by one run.
@@ -6,12 +6,9 @@ Figures on a shared machine are noisy: compare the ratios printed by one run.
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import resource
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,10 +18,10 @@ import torch
 
 from .explanation import explain
 from .fundus import read_fundus
-from .model import plain_copy
-from .weights import load_weights
+from .model import INPUT_SIZE, plain_copy
+from .weights import ASSETS, load_weights
 
-DEFAULT_IMAGE = Path(__file__).resolve().parent.parent / "assets" / "samples" / "retina-normal.jpg"
+DEFAULT_IMAGE = ASSETS / "samples" / "retina-normal.jpg"
 
 
 def _peak_rss_mb() -> float:
@@ -93,7 +90,7 @@ def run(weights: str, image: Path, repeats: int = 5, captum: bool = True) -> dic
 
 def report(r: dict[str, Any]) -> str:
     lines = [
-        f"bench: weights '{r['weights']}', image {r['image']}, 640x640, {r['threads']} threads",
+        f"bench: weights '{r['weights']}', image {r['image']}, {INPUT_SIZE}x{INPUT_SIZE}, {r['threads']} threads",
         f"  forward (default layout)           {r['forward_s']:8.3f} s",
         f"  forward (channels_last)            {r['forward_channels_last_s']:8.3f} s",
         f"  propagation, 5 grades, 15 layers   {r['propagation_s']:8.3f} s",
@@ -108,20 +105,3 @@ def report(r: dict[str, Any]) -> str:
             f"  Captum IG (50 steps), one grade    {r['captum_ig50_one_grade_s']:8.3f} s   explanation/IG  = {r['ratio_to_captum_ig50']:.3f}",
         ]
     return "\n".join(lines)
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    r = run(args.weights, Path(args.image), repeats=args.repeats, captum=not args.no_captum)
-    print(json.dumps(r, indent=2) if args.json else report(r))
-    sys.stdout.flush()
-    return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    b = sub.add_parser("bench", help="time the explanation against a forward pass and Captum")
-    b.add_argument("--weights", default="paper")
-    b.add_argument("--image", default=str(DEFAULT_IMAGE))
-    b.add_argument("--repeats", type=int, default=5)
-    b.add_argument("--no-captum", action="store_true", help="skip the Captum comparison")
-    b.add_argument("--json", action="store_true", help="print the figures as JSON")
-    b.set_defaults(func=cmd_bench)

@@ -30,7 +30,7 @@ BN_EPS = 1e-5
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """One row of the layer table (docs/method.md, "The network").
+    """One row of the layer table (docs/method.md section 1).
 
     ``stride`` is the spacing of the layer's output grid in input pixels and
     ``offset`` the input coordinate (pixel centres at 0, 1, ...) of the centre of

@@ -1,4 +1,4 @@
-"""Score propagation (PAPER.md section 4) for all five grades in one pass.
+"""Score propagation (docs/method.md section 4) for all five grades in one pass.
 
 The paper's rules make every activation's score proportional to it, S = lambda*a,
 and the factor lambda obeys the same recursion as a gradient whose ReLU gates

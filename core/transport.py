@@ -1,4 +1,4 @@
-"""Hidden maps to input space over each unit's receptive field (PAPER.md section 5).
+"""Hidden maps to input space over each unit's receptive field (docs/method.md section 5).
 
 Every unit's score is spread with an isotropic Gaussian, sigma = (RF - 1) / 4,
 truncated to its square receptive field (the paper's size) and centred on the

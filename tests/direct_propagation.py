@@ -1,4 +1,4 @@
-"""A literal, slow implementation of PAPER.md section 4, used to check the fast path.
+"""A literal, slow implementation of docs/method.md section 4, used to check the fast path.
 
 It shares nothing with ``core.propagation`` but the network's parameters: scores
 are divided by activations to get lambda, every product w * x of a convolution

@@ -75,7 +75,7 @@ def test_narrow_widths_keep_the_topology():
 
 
 def test_published_weights_grade_a_normal_retina_0(paper_model, retina_fundus):
-    """scikit-image's normal fundus (CC0) is graded 0 by a wide margin (PAPER.md section 2)."""
+    """scikit-image's normal fundus (CC0) is graded 0 by a wide margin (docs/method.md section 2)."""
     x = paper_model.normalisation.to_tensor(retina_fundus.image)
     with torch.no_grad():
         s = paper_model.network(x)[0].numpy()

@@ -104,7 +104,7 @@ def _gated_scores(model, x):
 
 
 def test_input_map_is_input_times_gradient():
-    """PAPER.md's remark, verified with autograd: lambda is dS/da once the ReLU's
+    """The remark of docs/method.md section 4, verified with autograd: lambda is dS/da once the ReLU's
     derivative is taken as 0 below 1e-5, so the input map is x * grad (RGB summed)."""
     model = random_network(SMALL[1], 7)
     x = _image(8)

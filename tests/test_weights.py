@@ -59,8 +59,9 @@ def test_tampered_registry_file_is_refused(tmp_path, monkeypatch, tiny_checkpoin
     assert W.load_weights("t").network.widths == (2,) * 15
     data[len(data) // 2] ^= 0xFF
     (tmp_path / "t.pt").write_bytes(bytes(data))
-    with pytest.raises(W.WeightsError, match="sha256 mismatch"):
+    with pytest.raises(W.WeightsError, match="fails its sha256 check"):
         W.load_weights("t")
+    assert not W.is_available("t") and W.locate(entry) is None
 
 
 class _Payload:
@@ -134,3 +135,88 @@ def test_paper_weights_load_strictly(paper_model):
     assert paper_model.name == "paper" and paper_model.sha256 == W.PAPER.sha256
     assert paper_model.meta["num_params"] == 385_877
     assert not paper_model.is_synthetic
+
+
+def _with_contents(path, tmp_path, name, **changes):
+    ckpt = torch.load(path, weights_only=True)
+    ckpt.update(changes)
+    out = tmp_path / name
+    torch.save(ckpt, out)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"normalisation": {"std": [0.2, 0.2, 0.2]}}, "normalisation must have a mean and a std"),
+        ({"normalisation": {"mean": [0.5], "std": [0.2, 0.2, 0.2]}}, "mean must be 3 numbers"),
+        ({"normalisation": {"mean": [0.5, 0.5, 0.5], "std": [0.2, 0.0, 0.2]}}, "std must be finite and positive"),
+        ({"normalisation": [0.5, 0.5, 0.5]}, "normalisation must have a mean and a std"),
+        ({"widths": 7}, "widths must be 15 positive channel counts"),
+        ({"widths": [2] * 14}, "widths must be 15 positive channel counts"),
+        ({"meta": ["a", "list"]}, "meta must be a mapping"),
+        ({"state_dict": [1, 2, 3]}, "state_dict must map parameter names to tensors"),
+        ({"state_dict": {}}, "state_dict must map parameter names to tensors"),
+    ],
+)
+def test_checkpoints_with_bad_contents_are_refused_in_one_line(tmp_path, tiny_checkpoint, changes, message):
+    bad = _with_contents(tiny_checkpoint[0], tmp_path, "bad.pt", **changes)
+    with pytest.raises(W.WeightsError, match=message) as err:
+        W.load_weights(bad)
+    assert "\n" not in str(err.value)
+
+
+def test_weights_verify_of_a_bad_checkpoint_prints_one_line(tmp_path, tiny_checkpoint, capsys):
+    from core.cli import main
+
+    for i, changes in enumerate(({"normalisation": {"std": [1, 1, 1]}}, {"widths": 7}, {"meta": []}, {"state_dict": []})):
+        bad = _with_contents(tiny_checkpoint[0], tmp_path, f"bad{i}.pt", **changes)
+        assert main(["weights", "verify", str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def _cached_entry(tmp_path, monkeypatch, source):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv(W.ENV_DIR, raising=False)
+    entry = W.WeightsEntry(name="c", filename="c.pt", sha256=W.sha256_of(source), normalisation=W.IMAGENET,
+                           url=source.as_uri(), meta={})
+    monkeypatch.setitem(W.REGISTRY, "c", entry)
+    cached = tmp_path / "cache" / "dr-grader" / "weights" / "c.pt"
+    cached.parent.mkdir(parents=True)
+    return entry, cached
+
+
+def test_a_corrupt_cached_copy_is_not_available_and_fetch_replaces_it(tmp_path, monkeypatch, tiny_checkpoint):
+    path, _ = tiny_checkpoint
+    entry, cached = _cached_entry(tmp_path, monkeypatch, path)
+    cached.write_bytes(path.read_bytes()[:1000])  # truncated
+    assert not W.is_available("c") and W.locate(entry) is None
+    monkeypatch.setattr(W, "DEFAULT", entry)
+    assert W.default_name() == "demo"  # the bundled demo, not the broken preferred entry
+    with pytest.raises(W.WeightsError, match="fails its sha256 check.*fetch c"):
+        W.load_weights("c")
+    assert W.fetch("c") == cached
+    assert cached.read_bytes() == path.read_bytes() and W.is_available("c") and W.default_name() == "c"
+    assert sorted(p.name for p in cached.parent.iterdir()) == ["c.pt"]  # no partial file left behind
+
+
+def test_a_failed_download_leaks_no_file_descriptor(tmp_path, monkeypatch, tiny_checkpoint):
+    import urllib.request
+
+    def refuse(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    entry, cached = _cached_entry(tmp_path, monkeypatch, tiny_checkpoint[0])
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        with pytest.raises(W.WeightsError, match="cannot download"):
+            W.fetch("c")
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert list(cached.parent.iterdir()) == []
+
+
+def test_default_entries_are_registry_entries():
+    assert W.DEFAULT is W.REGISTRY["paper"] and W.FALLBACK is W.REGISTRY["demo"]
+    assert W.DEFAULT.url and W.FALLBACK.bundled

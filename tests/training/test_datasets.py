@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from core import data as D
+from core.fundus import prepare
 from core.synthetic import generate_many
+from core.training import augment as A
+from core.training import datasets as D
+from core.training import sampling as S
 from core.weights import IMAGENET
 
 
@@ -131,16 +134,16 @@ def test_synthetic_dataset_is_generate_many_prepared():
     assert sorted(ds.labels[:5].tolist()) == [0, 1, 2, 3, 4]  # balanced blocks of 5
     x, y = ds[2]
     assert y == ref[2].grade and x.shape == (3, 640, 640)
-    expect = D.prepare(ref[2].image).image
+    expect = prepare(ref[2].image).image
     assert np.array_equal(x.permute(1, 2, 0).numpy(), expect)
     assert torch.equal(D.SyntheticDataset(6, seed=9)[2][0], x)
 
 
 def test_preload_keeps_images_and_labels():
     ds = D.SyntheticDataset(3, seed=2)
-    mem = D.preload(ds, workers=0, progress=False)
+    mem = S.preload(ds, workers=0, progress=False)
     assert torch.equal(mem.images[1], ds[1][0]) and mem.labels.tolist() == ds.labels.tolist()
-    got = list(D.batches(mem, [2, 0], 2, 0, torch.device("cpu")))
+    got = list(S.batches(mem, [2, 0], 2, 0, torch.device("cpu")))
     assert torch.equal(got[0][0][0], ds[2][0]) and got[0][1].tolist() == [ds.labels[2], ds.labels[0]]
 
 
@@ -149,22 +152,22 @@ def test_preload_keeps_images_and_labels():
 
 def test_balanced_sampler_equalises_grades_and_shards():
     labels = np.array([0] * 900 + [1] * 50 + [2] * 30 + [3] * 15 + [4] * 5)
-    s = D.BalancedSampler(labels, num_samples=5000, seed=1)
+    s = S.BalancedSampler(labels, num_samples=5000, seed=1)
     drawn = np.bincount(labels[list(s)], minlength=5) / 5000
     assert np.allclose(drawn, 0.2, atol=0.03)
     s.set_epoch(1)
-    assert list(s) != list(D.BalancedSampler(labels, num_samples=5000, seed=1))
-    r0 = D.BalancedSampler(labels, 101, seed=3, rank=0, world_size=2)
-    r1 = D.BalancedSampler(labels, 101, seed=3, rank=1, world_size=2)
+    assert list(s) != list(S.BalancedSampler(labels, num_samples=5000, seed=1))
+    r0 = S.BalancedSampler(labels, 101, seed=3, rank=0, world_size=2)
+    r1 = S.BalancedSampler(labels, 101, seed=3, rank=1, world_size=2)
     assert len(r0) == len(r1) == 51 == len(list(r0))
-    whole = list(D.BalancedSampler(labels, 102, seed=3))
+    whole = list(S.BalancedSampler(labels, 102, seed=3))
     assert list(r0) == whole[0::2] and list(r1) == whole[1::2]
-    plain = D.BalancedSampler(labels, seed=0, balanced=False)
+    plain = S.BalancedSampler(labels, seed=0, balanced=False)
     assert sorted(plain) == list(range(1000))
 
 
 def test_shard_sampler_is_exact():
-    parts = [list(D.ShardSampler(7, r, 3)) for r in range(3)]
+    parts = [list(S.ShardSampler(7, r, 3)) for r in range(3)]
     assert sorted(sum(parts, [])) == list(range(7))
 
 
@@ -177,25 +180,25 @@ def _batch(n=3):
 
 def test_augmentation_identity_and_normalisation():
     x = _batch(2)
-    none = D.Augmentation(max_rotation=0.0, flips=False, brightness=0.0, contrast=0.0)
-    same = D.augment(x, torch.Generator().manual_seed(0), none)
+    none = A.Augmentation(max_rotation=0.0, flips=False, brightness=0.0, contrast=0.0)
+    same = A.augment(x, torch.Generator().manual_seed(0), none)
     assert torch.allclose(same, x.float(), atol=0.01)
     ref = torch.cat([IMAGENET.to_tensor(img.permute(1, 2, 0).numpy()) for img in x])
-    assert torch.allclose(D.BatchTransform(IMAGENET)(x), ref, atol=1e-6)
+    assert torch.allclose(A.BatchTransform(IMAGENET)(x), ref, atol=1e-6)
 
 
 def test_augmentation_is_seeded_keeps_black_and_changes_images():
     x = _batch(3)
-    a = D.augment(x, torch.Generator().manual_seed(5))
-    b = D.augment(x, torch.Generator().manual_seed(5))
+    a = A.augment(x, torch.Generator().manual_seed(5))
+    b = A.augment(x, torch.Generator().manual_seed(5))
     assert torch.equal(a, b) and a.shape == x.shape and a.dtype == torch.float32
     assert a.min() >= 0 and a.max() <= 255
     corners = a[:, :, :40, :40]
     assert corners.abs().max() < 1.0  # outside the field of view stays black
     assert (a - x.float()).abs().mean() > 5  # rotated and recoloured
     # brightness/contrast only: the mean of the field of view moves, the geometry does not
-    colour = D.Augmentation(max_rotation=0.0, flips=False)
-    c = D.augment(x, torch.Generator().manual_seed(1), colour)
+    colour = A.Augmentation(max_rotation=0.0, flips=False)
+    c = A.augment(x, torch.Generator().manual_seed(1), colour)
     outside = (x.amax(1, keepdim=True) <= 8).expand_as(x)
     assert torch.allclose(c[outside], x.float()[outside], atol=0.01)
     assert (c - x.float()).abs().mean() > 1
@@ -203,10 +206,10 @@ def test_augmentation_is_seeded_keeps_black_and_changes_images():
 
 def test_flip_only_is_exact():
     x = _batch(1)[..., ::4, ::4].contiguous()  # any size will do; small is quick
-    flip = D.Augmentation(max_rotation=0.0, flips=True, brightness=0.0, contrast=0.0)
+    flip = A.Augmentation(max_rotation=0.0, flips=True, brightness=0.0, contrast=0.0)
     seen = set()
     for s in range(10):
-        y = D.augment(x, torch.Generator().manual_seed(s), flip)
+        y = A.augment(x, torch.Generator().manual_seed(s), flip)
         for name, ref in {"none": x, "h": x.flip(3), "v": x.flip(2), "hv": x.flip(2).flip(3)}.items():
             if torch.allclose(y, ref.float(), atol=0.01):
                 seen.add(name)

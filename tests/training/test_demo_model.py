@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from core import weights as W
-from core.data import synthetic_image
 from core.model import DRNet, count_parameters
+from core.training.datasets import synthetic_image
+from core.training.metrics import bootstrap_kappa_ci, quadratic_weighted_kappa
 
 ROOT = Path(__file__).resolve().parents[2]
 # 25 synthetic images, 5 per grade (generate_many's balanced blocks), from a seed that
@@ -32,7 +33,6 @@ def test_demo_is_registered_bundled_and_verified():
     assert m["synthetic"] is True and m["clinical_use"] is False
     assert "not" in m["intended_use"].lower() and "clinical" in m["intended_use"].lower()
     assert m["num_params"] == count_parameters(DRNet(m["widths"]))
-    assert m["metrics"]["test_quadratic_weighted_kappa"] >= 0.90
     assert (ROOT / "assets" / "weights" / "MODEL_CARD.md").is_file()
 
 
@@ -64,6 +64,17 @@ def test_demo_grades_each_grade(graded):
     for g in range(5):
         hits = int((pred[truth == g] == g).sum())
         assert hits >= 4, f"grade {g}: {hits} of 5 right (predicted {pred[truth == g].tolist()})"
+
+
+def test_demo_kappa_measured_on_unseen_images(graded):
+    """The card claims kappa 0.976 on 500 held-out images; measure it here on 25 others
+    (a small set: its bootstrap interval is wide, so the bar is lower than the claim)."""
+    truth = [t for t, _ in graded]
+    pred = [p for _, p in graded]
+    kappa = float(quadratic_weighted_kappa(truth, pred))
+    low, _ = bootstrap_kappa_ci(truth, pred, n_boot=500, seed=0)
+    assert kappa >= 0.9, f"kappa {kappa:.3f} on 25 unseen synthetic images"
+    assert low <= W.REGISTRY["demo"].meta["metrics"]["test_quadratic_weighted_kappa"]  # the claim is not above what we see
 
 
 def test_evaluate_json_end_to_end():

@@ -11,8 +11,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import metrics as M
-from core.losses import KappaLoss, kappa_loss, make_loss
+from core.training import metrics as M
+from core.training.losses import KappaLoss, kappa_loss, make_loss
 
 # ------------------------------------------------------------------ kappa metric
 
@@ -112,7 +112,7 @@ def test_bootstrap_is_seeded_and_shrinks_with_n():
 
 
 def _loss_numpy(logits: np.ndarray, t: np.ndarray) -> float:
-    """PAPER.md section 3, term by term."""
+    """docs/method.md section 3, term by term."""
     z = logits - logits.max(axis=1, keepdims=True)
     p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
     b, c = p.shape

@@ -1,4 +1,4 @@
-"""``python -m core train``: train the paper's network (PAPER.md section 3).
+"""Training the paper's network (``python -m core train``; docs/method.md section 3).
 
 Adam at 3e-4, batch 15, the quadratic weighted kappa loss (or cross-entropy),
 class-balanced sampling, rotation/flip/brightness/contrast augmentation, validation
@@ -18,7 +18,6 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,26 +27,23 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..model import CONV_LAYERS, DRNet, count_parameters
+from ..weights import IMAGENET, save_checkpoint
 from . import metrics
-from .data import (
-    BalancedSampler,
-    BatchTransform,
+from .augment import BatchTransform
+from .datasets import (
     DataError,
     FundusDataset,
     SyntheticDataset,
-    add_data_arguments,
-    batches,
     check_data_arguments,
     describe_path,
     describe_synthetic,
-    preload,
     read_dataset,
     split_by_group,
 )
-from .evaluate import as_user_errors, predict, resolve_device
+from .evaluate import predict, resolve_device
 from .losses import make_loss
-from .model import CONV_LAYERS, DRNet, count_parameters
-from .weights import IMAGENET, save_checkpoint
+from .sampling import BalancedSampler, batches, preload
 
 PAPER_WIDTHS = tuple(s.channels for s in CONV_LAYERS)
 
@@ -137,7 +133,7 @@ def _val_count(val: float | None, n: int, default: int) -> int:
     return int(round(val * n)) if val < 1 else int(val)
 
 
-def _parse_widths(text: str | None) -> tuple[int, ...] | None:
+def parse_widths(text: str | None) -> tuple[int, ...] | None:
     """15 channel counts ('8,8,16,...'), 'WxK' for K copies of W, or None for the paper's."""
     if not text:
         return None
@@ -205,7 +201,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        widths = _parse_widths(args.widths)
+        widths = parse_widths(args.widths)
         self.train_ds, self.val_ds, self.data_desc = build_data(args)
         if args.preload:
             where = device if args.preload == "device" else torch.device("cpu")
@@ -387,56 +383,3 @@ def _meta(args: argparse.Namespace, model: DRNet, data_desc: dict[str, Any], sta
         "clinical_use": False,
         "intended_use": "research" + ("; trained on synthetic images only: never for clinical use" if synthetic else ""),
     }
-
-
-# ------------------------------------------------------------------------ CLI
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    summary = train(args)
-    if summary and int(os.environ.get("RANK", "0")) == 0:
-        last = summary["history"][-1] if summary["history"] else {}
-        kappa = last.get("val_quadratic_weighted_kappa")
-        print(f"trained {summary['epochs']} epochs in {summary['wall_time_s']:.0f} s; best epoch {summary['best_epoch']}"
-              + (f"; last val kappa {kappa:.4f}" if kappa is not None else "") + f"; checkpoint {summary['checkpoint']}")
-    return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train the network (kappa loss, Adam, balanced sampling, augmentation)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_arguments(p)
-    p.add_argument("--val", type=float, help="validation: share (<1) or number of images split off by patient/image; "
-                   "with --synthetic, the number of images generated from --val-seed (default min(500, N/10))")
-    p.add_argument("--val-data", help="a separate validation label file of the same --dataset format")
-    p.add_argument("--val-seed", type=int, help="seed of the synthetic validation set (default --seed + 1)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=15, help="per process (paper: 15)")
-    p.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (paper: 3e-4)")
-    p.add_argument("--loss", choices=["kappa", "ce"], default="kappa", help="quadratic weighted kappa loss (paper) or cross-entropy")
-    p.add_argument("--widths", help="15 channel counts of layers 1..15 ('8,8,16,...' or '8x2,16x13'); default the paper's")
-    p.add_argument("--samples-per-epoch", type=int, help="images drawn per epoch (default: the training set's size)")
-    p.add_argument("--no-balance", action="store_true", help="plain shuffling instead of class-balanced sampling")
-    p.add_argument("--no-augment", action="store_true", help="no rotation, flips, brightness or contrast")
-    p.add_argument("--preload", choices=["cpu", "device"], help="decode/generate all images once into memory (cpu) or onto the GPU (device)")
-    p.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA (ignored on CPU)")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default); under torchrun, cuda means cuda:LOCAL_RANK")
-    p.add_argument("--out", default="runs/model.pt", help="best checkpoint (registry format); the resumable state and a "
-                   "JSON-lines log are written beside it (default runs/model.pt)")
-    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="STATE",
-                   help="continue from the state beside --out (or the STATE file given)")
-    p.add_argument("--time-limit", type=float, help="stop after this many seconds (then validate and save)")
-    p.add_argument("--max-steps", type=int, help="at most this many steps per epoch (smoke tests)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
-    p.set_defaults(func=as_user_errors(cmd_train))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point for ``python -m core.train`` (same as ``python -m core train``)."""
-    from .cli import main as cli_main
-
-    return cli_main(["train", *(argv if argv is not None else sys.argv[1:])])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,5 @@
 """Grading metrics with their uncertainty: quadratic weighted kappa, confusion matrix,
-accuracy and referable-DR sensitivity/specificity (PAPER.md section 3).
+accuracy and referable-DR sensitivity/specificity (docs/method.md section 3).
 
 Plain NumPy (no scikit-learn) so that the metric the model is judged by is the one
 written here and tested against a hand computation. Confidence intervals: percentile
@@ -45,17 +45,17 @@ def quadratic_weights(n_classes: int = N_GRADES) -> np.ndarray:
     return (i[:, None] - i[None, :]) ** 2 / (n_classes - 1) ** 2
 
 
-def kappa_from_confusion(cm: np.ndarray) -> np.ndarray:
+def kappa_from_confusion(confusion: np.ndarray) -> np.ndarray:
     """Quadratic weighted kappa of one (C, C) or many (..., C, C) confusion matrices.
 
     kappa = 1 - sum(w O) / sum(w E), E the outer product of the marginals over n.
     NaN where it is undefined (sum(w E) = 0: every true and predicted label the same).
     """
-    cm = np.asarray(cm, dtype=np.float64)
-    w = quadratic_weights(cm.shape[-1])
-    n = cm.sum(axis=(-2, -1))
-    expected = cm.sum(axis=-1)[..., :, None] * cm.sum(axis=-2)[..., None, :]
-    num = (w * cm).sum(axis=(-2, -1))
+    confusion = np.asarray(confusion, dtype=np.float64)
+    w = quadratic_weights(confusion.shape[-1])
+    n = confusion.sum(axis=(-2, -1))
+    expected = confusion.sum(axis=-1)[..., :, None] * confusion.sum(axis=-2)[..., None, :]
+    num = (w * confusion).sum(axis=(-2, -1))
     den = (w * expected).sum(axis=(-2, -1)) / np.where(n > 0, n, 1)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(den > 0, 1.0 - num / np.where(den > 0, den, 1), np.nan)
@@ -109,16 +109,16 @@ def wilson_interval(successes: int, total: int, z: float = Z_95) -> tuple[float,
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def referable_counts(cm: np.ndarray, threshold: int = REFERABLE_FROM) -> dict[str, int]:
+def referable_counts(confusion: np.ndarray, threshold: int = REFERABLE_FROM) -> dict[str, int]:
     """True/false positives/negatives of 'referable' (grade >= threshold) from a confusion matrix."""
-    cm = np.asarray(cm)
+    confusion = np.asarray(confusion)
     pos = slice(threshold, None)
     neg = slice(0, threshold)
     return {
-        "tp": int(cm[pos, pos].sum()),
-        "fn": int(cm[pos, neg].sum()),
-        "tn": int(cm[neg, neg].sum()),
-        "fp": int(cm[neg, pos].sum()),
+        "tp": int(confusion[pos, pos].sum()),
+        "fn": int(confusion[pos, neg].sum()),
+        "tn": int(confusion[neg, neg].sum()),
+        "fp": int(confusion[neg, pos].sum()),
     }
 
 
@@ -133,14 +133,14 @@ def summarise(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.nda
 
     NaN marks what is undefined (e.g. sensitivity without any referable image).
     """
-    cm = confusion_matrix(y_true, y_pred, n_classes)
-    n = int(cm.sum())
-    correct = int(np.trace(cm))
-    r = referable_counts(cm)
+    confusion = confusion_matrix(y_true, y_pred, n_classes)
+    n = int(confusion.sum())
+    correct = int(np.trace(confusion))
+    r = referable_counts(confusion)
     z = float(abs(np.sqrt(2) * _erfinv(level)))
     return {
         "n": n,
-        "quadratic_weighted_kappa": float(kappa_from_confusion(cm)),
+        "quadratic_weighted_kappa": float(kappa_from_confusion(confusion)),
         "quadratic_weighted_kappa_ci": list(bootstrap_kappa_ci(y_true, y_pred, n_classes, n_boot, level, seed)),
         "accuracy": _ratio(correct, n),
         "accuracy_ci": list(wilson_interval(correct, n, z)),
@@ -149,7 +149,7 @@ def summarise(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.nda
         "specificity": _ratio(r["tn"], r["tn"] + r["fp"]),
         "specificity_ci": list(wilson_interval(r["tn"], r["tn"] + r["fp"], z)),
         "referable": r,
-        "confusion_matrix": cm.tolist(),
+        "confusion_matrix": confusion.tolist(),
         "ci_level": level,
         "ci_methods": {
             "quadratic_weighted_kappa": f"{KAPPA_CI_METHOD} ({n_boot} resamples, seed {seed})",

@@ -1,4 +1,4 @@
-"""``python -m core evaluate``: how well a checkpoint grades a labelled data set.
+"""How well a checkpoint grades a labelled data set (``python -m core evaluate``).
 
 Reports quadratic weighted kappa (percentile-bootstrap interval), the confusion
 matrix, accuracy and referable-DR sensitivity/specificity (grades 2-4 vs 0-1, Wilson
@@ -8,7 +8,6 @@ intervals), on any supported data set or on a freshly generated synthetic one.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Callable
@@ -19,21 +18,21 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..errors import OptionError
+from ..model import N_GRADES
+from ..weights import IMAGENET, Normalisation, load_weights
 from . import metrics
-from .data import (
-    BatchTransform,
+from .augment import BatchTransform
+from .datasets import (
     DataError,
     FundusDataset,
-    ShardSampler,
     SyntheticDataset,
-    add_data_arguments,
-    batches,
     check_data_arguments,
     describe_path,
     describe_synthetic,
     read_dataset,
 )
-from .weights import IMAGENET, Normalisation
+from .sampling import ShardSampler, batches
 
 SHORT_NAMES = ("none", "mild", "mod", "sev", "PDR")
 
@@ -43,9 +42,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        from .cli import UserError
-
-        raise UserError("--device cuda asked for, but PyTorch sees no CUDA device")
+        raise OptionError("--device cuda asked for, but PyTorch sees no CUDA device")
     return torch.device(name)
 
 
@@ -72,7 +69,7 @@ def predict(model: nn.Module, dataset: Dataset, *, batch_size: int = 16, workers
             scores.append(model(tf(x)).float().cpu())
             bar.update(len(x))
     model.train(was_training)
-    local = torch.cat(scores).numpy() if scores else np.zeros((0, 5), np.float32)
+    local = torch.cat(scores).numpy() if scores else np.zeros((0, N_GRADES), np.float32)
     idx = np.asarray(sampler.indices, dtype=np.int64)
     if gather is not None and world_size > 1:
         parts = gather((idx, local))
@@ -106,7 +103,7 @@ def _ci(lo_hi: list[float]) -> str:
 
 def format_report(r: dict[str, Any]) -> str:
     """Human-readable table of ``summarise``'s output."""
-    cm = np.asarray(r["confusion_matrix"])
+    confusion = np.asarray(r["confusion_matrix"])
     lines = [
         f"weights  {r['weights']} (sha256 {r['sha256'][:12]}...)",
         f"data     {r['data'].get('dataset')}: {r['n']} images"
@@ -120,31 +117,18 @@ def format_report(r: dict[str, Any]) -> str:
         f"proportions {r['ci_methods']['proportions']})",
         "",
         "confusion matrix (rows: true grade, columns: predicted grade)",
-        "        " + " ".join(f"{j:>6d}" for j in range(cm.shape[1])) + "   total",
+        "        " + " ".join(f"{j:>6d}" for j in range(confusion.shape[1])) + "   total",
     ]
-    for i, row in enumerate(cm):
+    for i, row in enumerate(confusion):
         lines.append(f"  {i} {SHORT_NAMES[i]:>4s}" + " ".join(f"{v:>6d}" for v in row) + f"  {row.sum():>6d}")
     return "\n".join(lines)
-
-
-def _json_safe(obj: Any) -> Any:
-    """NaN (undefined metric) -> null: strict JSON."""
-    if isinstance(obj, float):
-        return None if math.isnan(obj) else obj
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
 
 
 def evaluate(weights: str | None, dataset: Dataset, data_desc: dict[str, Any], *, device: torch.device,
              batch_size: int = 16, workers: int = 0, n_boot: int = 2000, seed: int = 0,
              progress: bool = False) -> dict[str, Any]:
     """Metrics of ``weights`` (registry name, path, or None for the default) on ``dataset``."""
-    from .cli import _load
-
-    lm = _load(weights)
+    lm = load_weights(weights)
     model = lm.network.to(device)
     labels = np.asarray(dataset.labels, dtype=np.int64)
     pred, _ = predict(model, dataset, batch_size=batch_size, workers=workers, device=device,
@@ -154,41 +138,3 @@ def evaluate(weights: str | None, dataset: Dataset, data_desc: dict[str, Any], *
     return report
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    dataset, desc = labelled_dataset(args)
-    report = evaluate(args.weights, dataset, desc, device=resolve_device(args.device), batch_size=args.batch_size,
-                      workers=args.workers, n_boot=args.bootstrap, seed=args.bootstrap_seed,
-                      progress=not args.quiet and not args.json)
-    if args.json:
-        print(json.dumps(_json_safe(report), allow_nan=False))
-    else:
-        print(format_report(report))
-    return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="kappa, confusion matrix, sensitivity/specificity of weights on a labelled set",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", help="registry name (paper, demo) or checkpoint path; default: paper if available, else demo")
-    add_data_arguments(p)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the kappa interval (default 2000)")
-    p.add_argument("--bootstrap-seed", type=int, default=0)
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=as_user_errors(cmd_evaluate))
-
-
-def as_user_errors(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Data errors become the CLI's one-line user errors."""
-
-    def run(args: argparse.Namespace) -> int:
-        from .cli import UserError
-
-        try:
-            return fn(args)
-        except DataError as e:
-            raise UserError(str(e)) from None
-
-    return run

@@ -1,7 +1,7 @@
-"""Attribution maps compared by ``python -m core quality``: the paper's method and its peers.
+"""Attribution maps compared by the quality study: the paper's method and its peers.
 
-Every method turns one image and a few grades into one (640, 640) float32 map per grade,
-where larger means "more evidence for this grade". Work shared by several methods (one
+Every method turns one image and a few grades into one (INPUT_SIZE, INPUT_SIZE) float32
+map per grade, where larger means "more evidence for this grade". Work shared by several methods (one
 ``explain`` call for all the paper's maps; one forward + backward pass for gradient,
 gradient x input and Grad-CAM) is computed once per image by ``Context.shared`` and its
 time is charged in full to every method that uses it, so each method's time is what it
@@ -20,7 +20,7 @@ Choices, stated once (they are repeated in the command's output):
 - ``integrated_gradients``: baseline = a black image (normalised as the network's input).
 - ``lrp_epsilon``: Captum's LRP with its default rules (epsilon rule, epsilon = 1e-9).
 - ``gradcam``: on the output of layer 14 (the last 3x3 conv block, 10x10, before its max
-  pool), ReLU of the gradient-weighted channel sum, upsampled bilinearly to 640.
+  pool), ReLU of the gradient-weighted channel sum, upsampled bilinearly to INPUT_SIZE.
 - ``random``: i.i.d. standard normal noise, seeded by (seed, image, grade); being
   Gaussian, its k-sigma mask keeps about 2.3% of the field of view at k = 2.
 """
@@ -38,14 +38,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .explanation import Explanation, explain
-from .fundus import Fundus
-from .model import folded_copy, layer, plain_copy
-from .transport import to_input_space
-from .weights import LoadedModel
+from ..errors import CoreError
+from ..explanation import Explanation, explain
+from ..fundus import Fundus
+from ..model import folded_copy, layer, plain_copy
+from ..transport import to_input_space
+from ..weights import LoadedModel
 
 Maps = dict[int, np.ndarray]  # grade -> (H, W) float32
 DEFAULT_LAYERS = (5, 8, 11)
+
+
+class StudyError(CoreError):
+    """Something the user can fix in a quality study (an unknown method, a missing
+    dependency, an unreadable folder or file): one line, shown by the CLI as it is."""
 
 
 class Peers:
@@ -72,6 +78,7 @@ class Peers:
         self.black = lm.normalisation.to_tensor(np.zeros((1, 1, 3), np.uint8)).to(self.device)  # (1, 3, 1, 1)
 
     def lrp_model(self) -> nn.Module:
+        """The deep copy Captum's LRP may rewrite (made on first use: most runs need it once)."""
         if self._lrp_model is None:
             self._lrp_model = copy.deepcopy(self.model)
         return self._lrp_model
@@ -98,6 +105,7 @@ class Context:
 
     @property
     def x(self) -> torch.Tensor:
+        """The normalised (1, 3, H, W) input, made once per image."""
         return self.shared("input", lambda: self.peers.lm.normalisation.to_tensor(self.fundus.image))
 
     def shared(self, key: str, make: Callable[[], Any]) -> Any:
@@ -121,6 +129,8 @@ class Context:
 
 @dataclass(frozen=True)
 class Method:
+    """One compared method: its JSON key, its label in the report, and how it makes maps."""
+
     name: str
     label: str
     fn: Callable[[Context], Maps]
@@ -134,11 +144,13 @@ def _explanation(ctx: Context) -> Explanation:
 
 
 def paper_total(ctx: Context) -> Maps:
+    """The paper's total map (all layers' scores in input space; sums to the score)."""
     total = _explanation(ctx).total()
     return {g: np.asarray(total[g], np.float32) for g in ctx.grades}
 
 
 def paper_input(ctx: Context) -> Maps:
+    """The paper's input map alone (the input layer's share of the score)."""
     inp = _explanation(ctx).input_map
     return {g: np.asarray(inp[g], np.float32) for g in ctx.grades}
 
@@ -175,16 +187,19 @@ def _as_maps(ctx: Context, t: torch.Tensor) -> Maps:
 
 
 def gradient(ctx: Context) -> Maps:
+    """|gradient| summed over RGB (unsigned: see the module docstring)."""
     b = ctx.shared("backprop", lambda: _backprop(ctx))
     return _as_maps(ctx, b["grad"].abs().sum(1))
 
 
 def gradient_x_input(ctx: Context) -> Maps:
+    """Gradient times the normalised input, summed over RGB (signed)."""
     b = ctx.shared("backprop", lambda: _backprop(ctx))
     return _as_maps(ctx, (b["grad"] * b["x"]).sum(1))
 
 
 def gradcam(ctx: Context) -> Maps:
+    """Grad-CAM on layer 14, upsampled bilinearly to the image."""
     b = ctx.shared("backprop", lambda: _backprop(ctx))
     weights = b["act_grad"].mean((2, 3), keepdim=True)
     cam = F.relu((weights * b["act"]).sum(1, keepdim=True))
@@ -196,11 +211,12 @@ def _captum() -> Any:
     try:
         import captum.attr as attr
     except ImportError as e:  # a development dependency (requirements-dev.txt)
-        raise RuntimeError("Captum is needed for LRP and Integrated Gradients: pip install -r requirements-dev.txt") from e
+        raise StudyError("Captum is needed for LRP and Integrated Gradients: pip install -r requirements-dev.txt") from e
     return attr
 
 
 def lrp_epsilon(ctx: Context) -> Maps:
+    """Captum's LRP with its default (epsilon) rules, on a copy it may rewrite."""
     p = ctx.peers
     lrp = _captum().LRP(p.lrp_model())
     n = len(ctx.grades)
@@ -209,6 +225,7 @@ def lrp_epsilon(ctx: Context) -> Maps:
 
 
 def integrated_gradients(ctx: Context) -> Maps:
+    """Captum's Integrated Gradients from a black image, ``ig_steps`` steps."""
     p = ctx.peers
     ig = _captum().IntegratedGradients(p.model)
     n = len(ctx.grades)
@@ -219,6 +236,7 @@ def integrated_gradients(ctx: Context) -> Maps:
 
 
 def random_map(ctx: Context) -> Maps:
+    """Seeded Gaussian noise: the floor every real method must beat."""
     shape = ctx.fundus.image.shape[:2]
     return {
         g: np.random.default_rng([ctx.seed, ctx.index, g]).standard_normal(shape, dtype=np.float32)
@@ -227,7 +245,9 @@ def random_map(ctx: Context) -> Maps:
 
 
 def methods(layers: Sequence[int] = DEFAULT_LAYERS, include: Sequence[str] | None = None) -> list[Method]:
-    """The compared methods, the paper's first (its total map is the reference)."""
+    """The compared methods, the paper's first (its total map is the reference).
+
+    An unknown name in ``include`` raises ``StudyError`` (a ``ValueError``, as before)."""
     out = [
         Method("paper_total", "Paper: total map", paper_total, "paper"),
         Method("paper_input", "Paper: input map", paper_input, "paper"),
@@ -243,8 +263,11 @@ def methods(layers: Sequence[int] = DEFAULT_LAYERS, include: Sequence[str] | Non
         return out
     unknown = set(include) - {m.name for m in out}
     if unknown:
-        raise ValueError(f"unknown methods: {', '.join(sorted(unknown))}; known: {', '.join(m.name for m in out)}")
+        raise StudyError(f"unknown methods: {', '.join(sorted(unknown))}; known: {', '.join(m.name for m in out)}")
     return [m for m in out if m.name in include]
 
 
-__all__ = ["DEFAULT_LAYERS", "Context", "Maps", "Method", "Peers", "methods"]
+__all__ = [
+    "DEFAULT_LAYERS", "Context", "Maps", "Method", "Peers", "StudyError", "gradcam", "gradient", "gradient_x_input",
+    "integrated_gradients", "lrp_epsilon", "methods", "paper_input", "paper_layer", "paper_total", "random_map",
+]

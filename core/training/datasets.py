@@ -1,13 +1,13 @@
-"""Labelled fundus data for training and evaluation: readers, datasets, splits,
-class-balanced sampling and the training augmentation (PAPER.md sections 3 and 8).
+"""Labelled fundus data for training and evaluation: label parsers, readers, splits and
+datasets (docs/method.md sections 3 and 8).
 
 Every source becomes a list of ``Record``s (image path, grade, id, group); ``group`` is
 what a split must keep together (the patient for EyePACS, the image elsewhere).
 Images are read with ``core.fundus.read_fundus`` (trim to the field of view, resize to
 640), exactly as the CLI and the viewer read them, so a model sees at training time
 what it will see in use. Datasets yield uint8 (3, 640, 640) tensors: they travel to
-the GPU at a quarter of the size of float32, and ``BatchTransform`` then augments and
-normalises whole batches there (``Normalisation.to_tensor`` semantics).
+the GPU at a quarter of the size of float32, and ``augment.BatchTransform`` then
+augments and normalises whole batches there.
 """
 
 from __future__ import annotations
@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import math
 import os
 import re
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,17 +24,18 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset
 
-from .fundus import IMAGE_SUFFIXES, FundusReadError, prepare, read_fundus
-from .weights import IMAGENET, Normalisation
+from .. import synthetic
+from ..errors import CoreError
+from ..fundus import IMAGE_SUFFIXES, FundusReadError, prepare, read_fundus
+from ..model import N_GRADES
 
 KINDS = ("eyepacs", "aptos", "idrid", "ddr")
 DDR_UNGRADABLE = 5
 
 
-class DataError(ValueError):
+class DataError(CoreError):
     """A data set that cannot be read as asked (one-line message)."""
 
 
@@ -61,7 +60,7 @@ class Labelled:
         return np.array([r.label for r in self.records], dtype=np.int64)
 
     def describe(self) -> dict[str, Any]:
-        counts = np.bincount(self.labels, minlength=5).tolist() if self.records else [0] * 5
+        counts = np.bincount(self.labels, minlength=N_GRADES).tolist() if self.records else [0] * N_GRADES
         return {"dataset": self.name, "n": len(self.records), "per_grade": counts, "excluded": dict(self.excluded)}
 
 
@@ -75,7 +74,7 @@ def _read_text(path: Path) -> str:
         raise DataError(f"cannot read {path.name}: {e.strerror or e}") from None
 
 
-def _grade(value: str, where: str, allowed: range = range(5)) -> int:
+def _grade(value: str, where: str, allowed: range = range(N_GRADES)) -> int:
     try:
         g = int(float(value.strip()))
     except ValueError:
@@ -134,7 +133,7 @@ def parse_ddr(text: str, source: str = "DDR labels") -> tuple[list[tuple[str, in
             continue
         if len(parts) != 2:
             raise DataError(f"{source} line {line}: expected '<name> <label>'")
-        g = _grade(parts[1], f"{source} line {line}", range(6))
+        g = _grade(parts[1], f"{source} line {line}", range(N_GRADES + 1))
         if g == DDR_UNGRADABLE:
             ungradable += 1
         else:
@@ -313,18 +312,14 @@ class FundusDataset(Dataset):
 def synthetic_spec(seed: int, i: int) -> tuple[int, int]:
     """(image seed, grade) of image ``i`` of the synthetic set ``seed``: the very image
     ``core.synthetic.generate_many(n, seed)`` yields i-th (balanced grades)."""
-    from . import synthetic
-
-    return synthetic._image_seed(seed, i), synthetic._grade_of(seed, i, None)
+    return synthetic.image_seed(seed, i), synthetic.grade_of(seed, i, None)
 
 
 def synthetic_image(seed: int, i: int) -> tuple[np.ndarray, int]:
     """Image ``i`` of synthetic set ``seed`` as the reader would see it saved to a file
     (``prepare``: trimmed to its field of view), and its grade."""
-    from .synthetic import generate
-
     s, g = synthetic_spec(seed, i)
-    f = generate(s, g)
+    f = synthetic.generate(s, g)
     return prepare(f.image, name=f"synthetic-{seed}-{i}").image, f.grade
 
 
@@ -359,192 +354,6 @@ class InMemoryDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return self.images[i], int(self.labels[i])
-
-
-def _worker_init(_: int) -> None:
-    import cv2
-
-    cv2.setNumThreads(1)  # one process per core already
-    torch.set_num_threads(1)
-
-
-def loader(dataset: Dataset, batch_size: int, sampler: Sampler | None = None, workers: int = 0,
-           pin: bool = False, drop_last: bool = False) -> DataLoader:
-    """A DataLoader whose workers do not oversubscribe the cores."""
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      pin_memory=pin, drop_last=drop_last, worker_init_fn=_worker_init if workers else None,
-                      persistent_workers=False)
-
-
-def preload(dataset: Dataset, workers: int = 0, device: torch.device | str = "cpu",
-            progress: bool = True) -> InMemoryDataset:
-    """Decode (or generate) every image once, in ``workers`` processes, into memory on
-    ``device``; training epochs then cost no decoding. 1.2 MB per 640x640 image."""
-    from tqdm import tqdm
-
-    n = len(dataset)
-    labels = np.asarray(getattr(dataset, "labels", np.zeros(n)), dtype=np.int64)
-    images = torch.empty((n, 3, 640, 640), dtype=torch.uint8, device=device)
-    got = np.empty(n, dtype=np.int64)
-    pos = 0
-    with tqdm(total=n, desc="loading images", unit="img", file=sys.stderr, disable=not progress) as bar:
-        for x, y in loader(dataset, batch_size=16, workers=workers):
-            images[pos:pos + len(y)] = x.to(device)
-            got[pos:pos + len(y)] = y.numpy()
-            pos += len(y)
-            bar.update(len(y))
-    if hasattr(dataset, "labels") and not np.array_equal(labels, got):
-        raise DataError("labels changed while loading the images")
-    return InMemoryDataset(images, got)
-
-
-def batches(dataset: Dataset, sampler: Sampler, batch_size: int, workers: int, device: torch.device,
-            drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(uint8 images, grades) on ``device``, in the sampler's order."""
-    if isinstance(dataset, InMemoryDataset):
-        idx = list(sampler)
-        stop = len(idx) - (len(idx) % batch_size if drop_last else 0)
-        for s in range(0, stop, batch_size):
-            take = torch.as_tensor(idx[s:s + batch_size], device=dataset.images.device)
-            yield dataset.images[take].to(device, non_blocking=True), dataset.label_tensor[take].to(device)
-        return
-    for x, y in loader(dataset, batch_size, sampler, workers, pin=device.type == "cuda", drop_last=drop_last):
-        yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-
-
-# ----------------------------------------------------------------------- sampling
-
-
-class BalancedSampler(Sampler[int]):
-    """Class-balanced sampling with replacement (each grade equally likely), sharded
-    over processes (``rank::world_size``) and re-drawn per epoch from (seed, epoch).
-
-    With ``balanced=False`` it is a seeded permutation instead. Every rank yields the
-    same number of indices, as DistributedDataParallel needs.
-    """
-
-    def __init__(self, labels: Sequence[int] | np.ndarray, num_samples: int | None = None, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, balanced: bool = True) -> None:
-        self.labels = np.asarray(labels, dtype=np.int64)
-        if self.labels.size == 0:
-            raise DataError("no training images")
-        self.total = int(num_samples or len(self.labels))
-        self.per_rank = math.ceil(self.total / world_size)
-        self.seed, self.rank, self.world_size, self.balanced = seed, rank, world_size, balanced
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.per_rank
-
-    def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        need = self.per_rank * self.world_size
-        if self.balanced:
-            counts = np.bincount(self.labels)
-            weights = torch.as_tensor(1.0 / counts[self.labels], dtype=torch.float64)
-            idx = torch.multinomial(weights, need, replacement=True, generator=g)
-        else:
-            perm = torch.randperm(len(self.labels), generator=g)
-            idx = perm.repeat(math.ceil(need / len(perm)))[:need]
-        return iter(idx[self.rank::self.world_size].tolist())
-
-
-class ShardSampler(Sampler[int]):
-    """Indices ``rank, rank + world, ...`` in order: an exact, unpadded split for
-    evaluation (DistributedSampler pads with repeats, which would bias metrics)."""
-
-    def __init__(self, n: int, rank: int = 0, world_size: int = 1) -> None:
-        self.indices = list(range(rank, n, world_size))
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.indices)
-
-
-# ------------------------------------------------------------------- augmentation
-
-
-@dataclass
-class Augmentation:
-    """Ranges of the paper's augmentation (PAPER.md section 3)."""
-
-    max_rotation: float = 180.0  # degrees, uniform in [0, max]
-    flips: bool = True  # horizontal and vertical, each with probability 1/2
-    brightness: float = 0.2  # gain uniform in [1 - b, 1 + b]
-    contrast: float = 0.2  # about the field of view's mean, factor in [1 - c, 1 + c]
-
-
-def augment(x: torch.Tensor, generator: torch.Generator, aug: Augmentation | None = None) -> torch.Tensor:
-    """Randomly rotated, flipped, brightened and contrasted copies of a uint8 or float
-    (B, 3, H, W) batch in 0..255 (float out, same range, black stays black).
-
-    Parameters are drawn on the CPU from ``generator`` (reproducible on any device);
-    flips and rotation are one affine resampling per image (bilinear, zero fill).
-    """
-    aug = aug or Augmentation()
-    b = x.shape[0]
-    u = torch.rand((b, 5), generator=generator, dtype=torch.float64)
-    angle = u[:, 0] * math.radians(aug.max_rotation)
-    flip = aug.flips * 1.0
-    sx = 1.0 - 2.0 * flip * (u[:, 1] < 0.5)
-    sy = 1.0 - 2.0 * flip * (u[:, 2] < 0.5)
-    gain = 1.0 + (2.0 * u[:, 3] - 1.0) * aug.brightness
-    contrast = 1.0 + (2.0 * u[:, 4] - 1.0) * aug.contrast
-    dev = x.device
-    x = x.float()
-    fov = x.amax(dim=1, keepdim=True) > 8.0  # the black surround is left as it is
-    mean = (x * fov).sum(dim=(2, 3), keepdim=True) / fov.sum(dim=(2, 3), keepdim=True).clamp_min(1.0)
-    c = contrast.float().to(dev).view(b, 1, 1, 1)
-    jittered = ((x - mean) * c + mean) * gain.float().to(dev).view(b, 1, 1, 1)
-    x = torch.where(fov, jittered.clamp_(0.0, 255.0), x)
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    theta = torch.zeros((b, 2, 3), dtype=torch.float64)
-    theta[:, 0, 0], theta[:, 0, 1] = cos * sx, -sin * sy
-    theta[:, 1, 0], theta[:, 1, 1] = sin * sx, cos * sy
-    grid = F.affine_grid(theta.float().to(dev), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-def normalise(x: torch.Tensor, norm: Normalisation = IMAGENET) -> torch.Tensor:
-    """0..255 (B, 3, H, W) -> the network's input, as ``Normalisation.to_tensor`` does."""
-    mean = torch.tensor(norm.mean, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(norm.std, device=x.device).view(1, 3, 1, 1)
-    return (x.float() / 255.0 - mean) / std
-
-
-class BatchTransform:
-    """Training: augment then normalise; evaluation: normalise only. Channels-last
-    output (faster convolutions on CPU and GPU)."""
-
-    def __init__(self, norm: Normalisation = IMAGENET, train: bool = False, aug: Augmentation | None = None) -> None:
-        self.norm, self.train, self.aug = norm, train, aug or Augmentation()
-
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        if self.train:
-            if generator is None:
-                raise ValueError("training augmentation needs a generator")
-            x = augment(x, generator, self.aug)
-        return normalise(x, self.norm).contiguous(memory_format=torch.channels_last)
-
-
-# ------------------------------------------------------------ command-line options
-
-
-def add_data_arguments(p: argparse.ArgumentParser) -> None:
-    """Options shared by ``train`` and ``evaluate`` to name a labelled data set."""
-    g = p.add_argument_group("data (a labelled data set, or --synthetic)")
-    g.add_argument("--dataset", choices=KINDS, help="format of --data (PAPER.md section 8)")
-    g.add_argument("--data", help="the data set's folder or label file (trainLabels.csv, train.csv, IDRiD CSV, DDR train.txt)")
-    g.add_argument("--images", help="folder of the images, when not where the format puts them")
-    g.add_argument("--synthetic", type=int, metavar="N", help="use N synthetic images (core.synthetic), generated from --seed")
-    g.add_argument("--seed", type=int, default=0, help="synthetic set / split / training seed (default 0)")
-    g.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
-                   help="processes reading or generating images (default min(4, cores))")
 
 
 def check_data_arguments(args: argparse.Namespace) -> None:

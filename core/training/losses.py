@@ -2,7 +2,7 @@
 
 Kappa is what the grading is judged by, and its weights punish a grade 0 called 4
 sixteen times more than a neighbour's confusion; so the paper trains on it directly
-(PAPER.md section 3), replacing the hard predictions by the softmax outputs P:
+(docs/method.md section 3), replacing the hard predictions by the softmax outputs P:
 
     L = log(1 - kappa) = log(N / D)
     N = sum_k sum_c w(t_k, c) P_c(x_k)

@@ -1,0 +1,27 @@
+"""``python -m core bench``: speed and memory of the explanation, printed (not asserted)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..bench import DEFAULT_IMAGE, report, run
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    b = sub.add_parser("bench", help="time the explanation against a forward pass and Captum")
+    b.add_argument("--weights", default="paper")
+    b.add_argument("--image", default=str(DEFAULT_IMAGE))
+    b.add_argument("--repeats", type=int, default=5)
+    b.add_argument("--no-captum", action="store_true", help="skip the Captum comparison")
+    b.add_argument("--json", action="store_true", help="print the figures as JSON")
+    b.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    r = run(args.weights, Path(args.image), repeats=args.repeats, captum=not args.no_captum)
+    print(json.dumps(r, indent=2) if args.json else report(r))
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,35 @@
+"""What every command shares: the exit status for user errors, the one-line message,
+the weights option and a download progress bar."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+EXIT_USER_ERROR = 2
+WEIGHTS_HELP = "registry name (paper, demo) or checkpoint path; default: paper if available, else demo"
+
+
+def fail(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+
+
+def add_weights_argument(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    p.add_argument("--weights", default=default, help=WEIGHTS_HELP)
+
+
+def progress_bar(name: str) -> Callable[[int, int | None], None]:
+    """A tqdm bar on stderr fed with (bytes done, total) as a download proceeds."""
+    from tqdm import tqdm
+
+    bar: dict[str, tqdm] = {}
+
+    def update(done: int, total: int | None) -> None:
+        if "bar" not in bar:
+            bar["bar"] = tqdm(total=total, unit="B", unit_scale=True, desc=name, file=sys.stderr)
+        bar["bar"].update(done - bar["bar"].n)
+        if total and done >= total:
+            bar["bar"].close()
+
+    return update

@@ -1,0 +1,111 @@
+"""``python -m core quality``: the options of the quality study, then ``core.study``.
+
+Without ``--out`` the report goes to ``./quality`` under the current directory, never into
+the repository; refreshing the committed study is an explicit ``--out assets/quality``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .. import study
+from ..errors import OptionError
+from ..model import CONV_LAYERS
+from ..study import Settings, methods, read_document, run_study, select_tasks, with_timings, write_report
+from ..weights import is_available, load_weights
+
+DEFAULT_OUT = Path("quality")  # relative: resolved against the working directory when the command runs
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``quality`` with the options the study has always had."""
+    q = sub.add_parser("quality", help="measure how well the maps point at lesions and how faithful they are, beside peer methods",
+                       description=study.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("--weights", help="registry name or checkpoint path; default: demo if available, else paper")
+    src = q.add_mutually_exclusive_group()
+    src.add_argument("--idrid", metavar="DIR", help="real images with IDRiD-format lesion masks instead of synthetic ones")
+    src.add_argument("--real", nargs="+", metavar="PATH", help="real photographs without masks: faithfulness only")
+    q.add_argument("--augment", action="store_true", help="with --real: add the 7 flips/rotations of each photograph (labelled)")
+    d = Settings()
+    q.add_argument("--n", type=int, default=d.n, help=f"synthetic test images (default {d.n})")
+    q.add_argument("--seed", type=int, default=d.seed, help=f"seed of the synthetic test set, bootstrap and random maps (default {d.seed:_})")
+    q.add_argument("--faith-n", type=int, default=d.faith_n, help=f"deletion/insertion on the first N images (default {d.faith_n})")
+    q.add_argument("--ig-n", type=int, default=d.ig_n, help=f"Integrated Gradients on the first N images (default {d.ig_n})")
+    q.add_argument("--ig-steps", type=int, default=d.ig_steps, help=f"Integrated Gradients steps (default {d.ig_steps})")
+    q.add_argument("--fractions", default=",".join(f"{100 * f:g}" for f in d.fractions),
+                   help="deletion/insertion steps, percent of FOV pixels, besides 0 and 100 (default %(default)s)")
+    q.add_argument("--blur-sigma", type=float, default=d.blur_sigma, help=f"Gaussian sigma in px of the removal baseline (default {d.blur_sigma:g})")
+    q.add_argument("--min-gap", type=float, default=d.min_gap, help="leave out of deletion/insertion a grade whose score drops by less than this when the whole FOV is blurred (default %(default)s)")
+    q.add_argument("--k", type=float, default=d.k, help="k of the k-sigma mask (default %(default)s)")
+    q.add_argument("--tolerance", type=float, default=d.tolerance, help="pointing-game tolerance in px (default %(default)s)")
+    q.add_argument("--bootstrap", type=int, default=d.bootstrap, help="bootstrap resamples (default %(default)s)")
+    q.add_argument("--layers", default=",".join(map(str, d.layers)), help="paper's hidden layers to compare (default %(default)s)")
+    q.add_argument("--methods", help="comma-separated subset of methods (default: all)")
+    q.add_argument("--batch", type=int, default=d.batch, help="images per forward pass (default %(default)s)")
+    q.add_argument("--workers", type=int, default=1, help="evaluate images in this many processes (default 1)")
+    q.add_argument("--device", default=d.device, help="torch device of the peer methods and of deletion/insertion (default cpu)")
+    q.add_argument("--out", default=None, help=f"folder for the table, plots and SUMMARY.md (default: ./{DEFAULT_OUT} in the current "
+                                               "directory; the committed study: --out assets/quality)")
+    q.add_argument("--json", metavar="PATH", help="also write the JSON document here")
+    q.add_argument("--render", metavar="JSON", help="only re-draw the table, plots and summary from a JSON this command wrote")
+    q.add_argument("--timings-from", metavar="JSON", help="with --render: take the timings from another run (e.g. one on a 2-core CPU)")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(func=cmd_quality)
+
+
+def output_folder(args: argparse.Namespace) -> Path:
+    """``--out``, else ``./quality`` under the current directory (not the repository's assets)."""
+    return Path(args.out) if args.out else Path.cwd() / DEFAULT_OUT
+
+
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        fractions = tuple(sorted(float(v) / 100 for v in text.split(",") if v.strip()))
+    except ValueError:
+        fractions = ()
+    if not fractions or fractions[0] <= 0 or fractions[-1] >= 1:
+        raise OptionError("--fractions must be percentages strictly between 0 and 100")
+    return fractions
+
+
+def _layers(text: str) -> tuple[int, ...]:
+    try:
+        layers = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError as e:
+        raise OptionError(str(e)) from None
+    if any(not 1 <= v <= len(CONV_LAYERS) for v in layers):
+        raise OptionError(f"--layers must be layer numbers 1..{len(CONV_LAYERS)}")
+    return layers
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    """Run the study (or only redraw its report) and print the markdown table."""
+    out, json_path = output_folder(args), Path(args.json) if args.json else None
+    if args.render:
+        doc = read_document(args.render)
+        if args.timings_from:
+            doc = with_timings(doc, read_document(args.timings_from))
+        print(write_report(doc, out, json_path)["markdown_text"])
+        return 0
+    name = args.weights or ("demo" if is_available("demo") else "paper")
+    lm = load_weights(name)  # fails early, with one line, on bad weights
+    fractions = _fractions(args.fractions)
+    if min(args.n, args.faith_n, args.ig_n) < 0 or min(args.ig_steps, args.batch, args.bootstrap, args.workers) < 1:
+        raise OptionError("--n, --faith-n and --ig-n must be >= 0; --ig-steps, --batch, --bootstrap and --workers >= 1")
+    layers = _layers(args.layers)
+    chosen = methods(layers, [m.strip() for m in args.methods.split(",")] if args.methods else None)
+    tasks, kind, check = select_tasks(lm, real=args.real, augment=args.augment, idrid=args.idrid, n=args.n, seed=args.seed)
+    settings = Settings(seed=args.seed, faith_n=args.faith_n, ig_n=args.ig_n, ig_steps=args.ig_steps, fractions=fractions,
+                        blur_sigma=args.blur_sigma, min_gap=args.min_gap, k=args.k, tolerance=args.tolerance,
+                        bootstrap=args.bootstrap, layers=layers, batch=args.batch, device=args.device).fitted(len(tasks), kind)
+    doc = run_study(lm, name, tasks, kind, settings, chosen, workers=args.workers, quiet=args.quiet, held_out_note=check)
+    written = write_report(doc, out, json_path)
+    print(written["markdown_text"])
+    for p in written["files"]:
+        print(f"wrote {p}", file=sys.stderr)
+    return 0
+
+
+__all__ = ["DEFAULT_OUT", "add_parser", "cmd_quality", "output_folder"]
