@@ -114,6 +114,21 @@ class Explanation:
         """Compute every input-space map now (benchmarks, exports)."""
         self.total()
 
+    def focus_map(self, grade: int, level: int | str) -> tuple[np.ndarray, str]:
+        """The map that the threshold and the overlay act on at ``level``, and its name.
+
+        At level 16 (the feature scores, which have no place) and at ``"input"`` it is
+        the grade's total map; at a hidden layer 1..15 it is that layer's input-dependent
+        map in input space. The viewer's k-sigma mask, its comparison of two grades and
+        its "current map" download all use it. Returns a (640, 640) read-only array and
+        the name to show, e.g. ``"total map"`` or ``"input-dependent map of layer 8"``.
+        """
+        if level in ("input", 16):
+            return self.total()[grade], "total map"
+        if isinstance(level, (str, bool)) or level not in self._layers:
+            raise ValueError(f"level must be 1..16 or 'input', not {level!r}")
+        return self.in_input_space(int(level), "input_dependent")[grade], f"input-dependent map of layer {int(level)}"
+
     # -- thresholds -----------------------------------------------------------
     def mask(self, grade: int, k: float = 2.0, values: np.ndarray | None = None) -> np.ndarray:
         """Pixels of the field of view whose score is positive and above mean + k std.

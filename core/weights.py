@@ -215,6 +215,14 @@ def unverified_copies(entry: WeightsEntry) -> list[Path]:
     return bad
 
 
+def corrupt_copy(entry: WeightsEntry, path: Path) -> WeightsError:
+    """The one-line error for a file of ``entry`` whose sha256 is not the entry's."""
+    return WeightsError(
+        f"the copy of '{entry.name}' at {path} fails its sha256 check (altered or incomplete): "
+        f"run `python -m core weights fetch {entry.name}` to replace it"
+    )
+
+
 def is_available(name: str) -> bool:
     """Registry entry ``name`` is on this machine and its sha256 checks out."""
     return name in REGISTRY and locate(REGISTRY[name]) is not None
@@ -389,10 +397,7 @@ def load_weights(name_or_path: str | os.PathLike | None = None) -> LoadedModel:
         if path is None:
             bad = unverified_copies(entry)
             if bad:
-                raise WeightsError(
-                    f"the copy of '{name}' at {bad[0]} fails its sha256 check (altered or incomplete): "
-                    f"run `python -m core weights fetch {name}` to replace it"
-                )
+                raise corrupt_copy(entry, bad[0])
             raise WeightsError(
                 f"weights '{name}' are not on this machine: run `python -m core weights fetch {name}` "
                 f"(or set ${ENV_DIR} to a folder holding {entry.filename})"

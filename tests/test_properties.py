@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from core.fundus import Fundus, FundusReadError, read_fundus
+from core.fundus import UNEXPECTED_FAILURE, Fundus, FundusReadError, read_fundus
 from core.model import CONV_LAYERS
 from core.propagation import propagate
 from core.transport import to_input_space
@@ -90,6 +90,7 @@ def test_reader_raises_only_its_own_error(which, flips, cut, junk):
         f = read_fundus(bytes(data))
     except FundusReadError as e:
         assert str(e) and "\n" not in str(e)
+        assert not str(e).startswith(UNEXPECTED_FAILURE), str(e)  # a named refusal, not the catch-all
     else:
         assert isinstance(f, Fundus) and f.image.shape == (640, 640, 3) and f.image.dtype == np.uint8
 

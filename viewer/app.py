@@ -60,7 +60,7 @@ def explore(res: state.Result) -> None:
     """Everything that moves with the sliders: reruns alone, never the model."""
     if not res.has("conservation"):
         with st.spinner("Taking every layer's scores back to the pixels…"):
-            res.prepare()
+            res.ensure_conservation()
     choice = controls.explain_ui(res.exp.grade)
     disp = controls.display_ui()
     render.draw_layer_view(res, choice, disp)

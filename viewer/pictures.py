@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from core import INPUT_SIZE
 from core import pictures as draw
 
 
@@ -40,7 +41,7 @@ def mask_picture(retina: np.ndarray, mask: np.ndarray, opacity: float) -> np.nda
     return draw.mask_overlay(retina, mask, alpha=max(opacity, 0.6))
 
 
-def nearest_up(values: np.ndarray, target: int = 640) -> np.ndarray:
+def nearest_up(values: np.ndarray, target: int = INPUT_SIZE) -> np.ndarray:
     """Repeat each cell so a small grid is shown as visible blocks (no smoothing)."""
     n = values.shape[-1]
     f = max(1, -(-target // n))

@@ -6,7 +6,7 @@ compute scores (core does); they lay out text, charts and pictures.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -18,12 +18,15 @@ from core import pictures as draw
 
 from . import pictures as pic
 from .controls import DisplayChoice, ExplainChoice, grade_label
+from .state import Result
 
 RED = "#b2182b"
 BLUE = "#2166ac"
 GREY = "#8c8c8c"
 CHART_CONFIG = {"displayModeBar": False}
 MAP_COLUMNS = (5, 5, 3)
+# One grade's rows of the conservation report: by layer (1..15), and the grade's own sums under "grade".
+Rows = dict[int | str, dict[str, Any]]
 
 
 # --------------------------------------------------------------------- formatting
@@ -47,7 +50,7 @@ def fmt_error(e: float) -> str:
 
 def layer_title(layer: int | str) -> str:
     if layer == "input":
-        return "Input · the pixels (640×640)"
+        return f"Input · the pixels ({core.INPUT_SIZE}×{core.INPUT_SIZE})"
     spec = core.layer(int(layer))
     if spec.kind == "linear":
         return "Layer 16 · linear: the score is the sum of 64 feature scores (w·f) plus a bias"
@@ -140,7 +143,7 @@ def draw_no_weights() -> None:
 
 # --------------------------------------------------------------------- input and scores
 def draw_retina(fundus: core.Fundus) -> None:
-    st.markdown("**Model input** (trimmed, 640×640)")
+    st.markdown(f"**Model input** (trimmed, {core.INPUT_SIZE}×{core.INPUT_SIZE})")
     w, h = fundus.original_size
     st.image(draw.jpeg_bytes(fundus.image), width="stretch",
              caption=f"{fundus.source or 'image'} · original {w}×{h} px")
@@ -206,13 +209,6 @@ def draw_legend() -> None:
     )
 
 
-def current_map(exp: core.Explanation, grade: int, layer: int | str) -> tuple[np.ndarray, str]:
-    """The map the threshold and the overlay act on at this layer."""
-    if layer in ("input", 16):
-        return exp.total()[grade], "total map"
-    return exp.in_input_space(int(layer), "input_dependent")[grade], f"input-dependent map of layer {layer}"
-
-
 def _scale(values: np.ndarray, disp: DisplayChoice, region: np.ndarray | None) -> draw.Scale:
     return draw.make_scale(values, log=disp.log, positive_only=disp.positive_only, region=region)
 
@@ -245,12 +241,12 @@ def _show(jpeg: bytes, heading: str, note: str | None = None) -> None:
         st.caption(note)
 
 
-def _map_jpeg(res: Any, key: tuple, values: Any, disp: DisplayChoice) -> bytes:
+def _map_jpeg(res: Result, key: tuple, values: Callable[[], np.ndarray], disp: DisplayChoice) -> bytes:
     """A map's picture, encoded once per (map, look); ``values`` is called only when needed."""
     return res.picture(("map", *key, _look(disp)), lambda: draw.jpeg_bytes(map_composite(res.exp, values(), disp)))
 
 
-def _rows(res: Any, grade: int) -> dict[Any, dict[str, Any]]:
+def _rows(res: Result, grade: int) -> Rows:
     g = res.conservation["grades"][grade]
     return {row["layer"]: row for row in g["layers"]} | {"grade": g}
 
@@ -274,7 +270,7 @@ def draw_features(exp: core.Explanation, grade: int, key: str, y_range: tuple[fl
     st.plotly_chart(fig, key=key, config=CHART_CONFIG)
 
 
-def draw_hidden_layer(res: Any, grade: int, index: int, disp: DisplayChoice, rows: dict) -> None:
+def draw_hidden_layer(res: Result, grade: int, index: int, disp: DisplayChoice, rows: Rows) -> None:
     exp = res.exp
     spec = core.layer(index)
     row = rows[index]
@@ -299,7 +295,7 @@ def draw_hidden_layer(res: Any, grade: int, index: int, disp: DisplayChoice, row
               "The layer's own grid, one square per unit (channels summed), before spreading.")
 
 
-def draw_input_layer(res: Any, grade: int, disp: DisplayChoice, rows: dict) -> None:
+def draw_input_layer(res: Result, grade: int, disp: DisplayChoice, rows: Rows) -> None:
     exp = res.exp
     g = rows["grade"]
     c1, c2, c3 = st.columns(3, gap="medium")
@@ -317,7 +313,7 @@ def draw_input_layer(res: Any, grade: int, disp: DisplayChoice, rows: dict) -> N
               f"The bias {fmt_score(g['bias'])} is spread evenly over the field of view.")
 
 
-def conservation_line(rows: dict, layer: int | str, tolerance: float) -> tuple[str, bool]:
+def conservation_line(rows: Rows, layer: int | str, tolerance: float) -> tuple[str, bool]:
     """'a + b + bias = sum = score ✓ (relative error e)' for the view of ``layer``.
 
     The error is core's (relative to the largest number in the sum).
@@ -343,7 +339,7 @@ def conservation_line(rows: dict, layer: int | str, tolerance: float) -> tuple[s
     return text, ok
 
 
-def draw_conservation(res: Any, grade: int, layer: int | str) -> None:
+def draw_conservation(res: Result, grade: int, layer: int | str) -> None:
     text, ok = conservation_line(_rows(res, grade), layer, res.conservation["tolerance"])
     if ok:
         st.markdown(f"**Conservation:** {text}", help="At every layer the maps shown, the constants of the layers "
@@ -352,7 +348,7 @@ def draw_conservation(res: Any, grade: int, layer: int | str) -> None:
         st.warning(f"Conservation check failed: {text}")
 
 
-def draw_layer_view(res: Any, choice: ExplainChoice, disp: DisplayChoice) -> None:
+def draw_layer_view(res: Result, choice: ExplainChoice, disp: DisplayChoice) -> None:
     """The maps of the chosen grade at the chosen layer, with their sums and the check."""
     exp = res.exp
     g = choice.grade
@@ -368,7 +364,7 @@ def draw_layer_view(res: Any, choice: ExplainChoice, disp: DisplayChoice) -> Non
 
 
 # --------------------------------------------------------------------- comparison
-def draw_comparison(res: Any, own: int, disp: DisplayChoice, layer: int | str) -> None:
+def draw_comparison(res: Result, own: int, disp: DisplayChoice, layer: int | str) -> None:
     exp = res.exp
     model_g = exp.grade
     st.subheader(f"Your grade {grade_label(own)} beside the model's grade {grade_label(model_g)}", anchor=False)
@@ -403,10 +399,10 @@ def draw_comparison(res: Any, own: int, disp: DisplayChoice, layer: int | str) -
             draw_features(exp, model_g, key="features_model", y_range=(lo - pad, hi + pad),
                           title=f"Model's grade {grade_label(model_g)} · score {fmt_score(s_mod)}")
         return
-    name = current_map(exp, own, layer)[1]
+    name = exp.focus_map(own, layer)[1]
 
     def pair() -> tuple[bytes, bytes]:
-        a, b = current_map(exp, own, layer)[0], current_map(exp, model_g, layer)[0]
+        a, b = exp.focus_map(own, layer)[0], exp.focus_map(model_g, layer)[0]
         fov = exp.fundus.fov
         scale = _scale(np.stack([a, b]), disp, np.stack([fov, fov]))
         return draw.jpeg_bytes(map_composite(exp, a, disp, scale)), draw.jpeg_bytes(map_composite(exp, b, disp, scale))
@@ -424,13 +420,13 @@ def draw_comparison(res: Any, own: int, disp: DisplayChoice, layer: int | str) -
 
 
 # --------------------------------------------------------------------- threshold, overlay, downloads
-def draw_threshold(res: Any, choice: ExplainChoice, disp: DisplayChoice) -> None:
+def draw_threshold(res: Result, choice: ExplainChoice, disp: DisplayChoice) -> None:
     exp = res.exp
     g = choice.grade
-    name = current_map(exp, g, choice.layer)[1]
+    name = exp.focus_map(g, choice.layer)[1]
 
     def make() -> tuple[int, bytes, bytes]:
-        mask = exp.mask(g, disp.k, values=current_map(exp, g, choice.layer)[0])
+        mask = exp.mask(g, disp.k, values=exp.focus_map(g, choice.layer)[0])
         marked = pic.mask_picture(exp.fundus.image, mask, disp.opacity)
         return int(mask.sum()), draw.jpeg_bytes(marked), draw.flicker_gif([exp.fundus.image, marked])
 
@@ -457,14 +453,14 @@ def draw_threshold(res: Any, choice: ExplainChoice, disp: DisplayChoice) -> None
         draw_downloads(res, choice, disp, gif, name)
 
 
-def draw_downloads(res: Any, choice: ExplainChoice, disp: DisplayChoice, gif: bytes, map_name: str) -> None:
+def draw_downloads(res: Result, choice: ExplainChoice, disp: DisplayChoice, gif: bytes, map_name: str) -> None:
     exp = res.exp
     g = choice.grade
     tag = f"grade{g}-layer{choice.layer}"
     title = f"Grade {grade_label(g)} · {map_name} · layer {choice.layer}"
 
     def map_png() -> bytes:  # made only when clicked
-        return draw.png_bytes(draw.titled(map_composite(exp, current_map(exp, g, choice.layer)[0], disp), title))
+        return draw.png_bytes(draw.titled(map_composite(exp, exp.focus_map(g, choice.layer)[0], disp), title))
 
     st.download_button("scores.json", data=res.scores_json, file_name="scores.json", mime="application/json",
                        on_click="ignore", key="dl_scores", icon=":material/download:", width="stretch")

@@ -14,9 +14,10 @@ from __future__ import annotations
 import atexit
 import threading
 import weakref
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import streamlit as st
 
@@ -77,23 +78,30 @@ def load_model(name: str) -> core.LoadedModel:
     return core.load_weights(name)
 
 
+T = TypeVar("T")
+
+
 @dataclass
 class Result:
-    """One session's explained image, with the derived numbers the page shows (made once)."""
+    """One session's explained image, with the derived numbers the page shows (made once).
+
+    What the render functions draw from: ``exp`` is core's Explanation of the image;
+    ``key`` says which image and weights it belongs to (pixels' and weights' sha256).
+    """
 
     key: str
     exp: core.Explanation
     warmed: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
-    _derived: dict[str, Any] = field(default_factory=dict, repr=False)
+    _derived: dict[Hashable, Any] = field(default_factory=dict, repr=False)
 
-    def _once(self, name: Any, make: Any) -> Any:
+    def _once(self, name: Hashable, make: Callable[[], T]) -> T:
         with self.lock:
             if name not in self._derived:
                 self._derived[name] = make()
             return self._derived[name]
 
-    def picture(self, key: tuple, make: Any) -> Any:
+    def picture(self, key: tuple, make: Callable[[], T]) -> T:
         """An encoded picture, made once per key (layer, grade, display options ...).
 
         Walking back along the slider then costs nothing; at most ``MAX_PICTURES``
@@ -109,8 +117,8 @@ class Result:
     def has(self, name: str) -> bool:
         return name in self._derived
 
-    def prepare(self) -> None:
-        """Make the conservation report now (the first view needs it)."""
+    def ensure_conservation(self) -> None:
+        """Make the conservation report now (the first view needs it), under the page's spinner."""
         self._once("conservation", self.exp.conservation)
 
     @property

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import CoreError
-from ..weights import REGISTRY, fetch, load_weights, locate, sha256_of, verify
+from ..weights import REGISTRY, corrupt_copy, fetch, load_weights, locate, sha256_of, unverified_copies
 from .common import progress_bar
 
 
@@ -21,7 +21,13 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "list":
         for name, entry in REGISTRY.items():
             path = locate(entry)
-            where = str(path) if path else "not on this machine" + (" (python -m core weights fetch " + name + ")" if entry.url else "")
+            bad = [] if path else unverified_copies(entry)
+            if path:
+                where = str(path)
+            elif bad:
+                where = f"{bad[0]} FAILS its sha256 check (python -m core weights fetch {name} replaces it)"
+            else:
+                where = "not on this machine" + (" (python -m core weights fetch " + name + ")" if entry.url else "")
             print(f"{name:8s} {entry.meta.get('title', '')}\n         sha256 {entry.sha256}\n         {where}")
         return 0
     if args.action == "fetch":
@@ -31,15 +37,18 @@ def run(args: argparse.Namespace) -> int:
             path = fetch(name, progress=progress_bar(name))
             print(f"{name}: {path} (sha256 verified)")
         return 0
-    targets = args.names or [n for n in REGISTRY if locate(REGISTRY[n]) is not None]
+    targets = args.names or [n for n, e in REGISTRY.items() if locate(e) is not None or unverified_copies(e)]
     if not targets:
         raise CoreError("no weights on this machine to verify")
     for target in targets:
         if target in REGISTRY:
-            path = locate(REGISTRY[target])
+            entry = REGISTRY[target]
+            bad = unverified_copies(entry)
+            if bad:
+                raise corrupt_copy(entry, bad[0])
+            path = locate(entry)
             if path is None:
                 raise CoreError(f"weights '{target}' are not on this machine")
-            verify(path, REGISTRY[target].sha256)
             print(f"{target}: {path}: sha256 OK")
         else:
             lm = load_weights(target)

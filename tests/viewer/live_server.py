@@ -1,8 +1,9 @@
 """The page served by a real ``streamlit run`` on a free port, for the browser tests of issue 6.
 
 ``serve`` starts the server with a given environment, waits for ``/_stcore/health`` and
-always stops it through its own process handle. ``chromium`` finds Debian's browser
-(never ``playwright install``).
+always stops it through its own process handle. ``wait_quiet`` waits until a server has
+finished its background work. ``chromium`` finds Debian's browser (never ``playwright install``).
+Every wait here ends on a condition, or fails at a deadline: none is a fixed sleep.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 UPLOAD = '[data-testid="stFileUploader"] input[type=file]'
 
-__all__ = ["CHROMIUM_ARGS", "HAS_TEXT", "REPO", "SETTLED", "UPLOAD", "chromium_path", "free_port", "peak_rss_mb", "serve", "wait_healthy"]
+__all__ = ["CHROMIUM_ARGS", "HAS_TEXT", "REPO", "SETTLED", "UPLOAD", "chromium_path", "free_port", "peak_rss_mb", "serve",
+           "wait_healthy", "wait_quiet"]
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -51,20 +53,58 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+POLL_S = 0.2  # how often a condition is polled; never how long a test waits
+
+
 def wait_healthy(port: int, server: subprocess.Popen, timeout: float = 90.0) -> None:
+    """Until ``/_stcore/health`` answers 200; fails at once if the server exits, or at the deadline."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"the streamlit server exited with code {server.returncode}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
                 if r.status == 200:
                     return
-        except OSError:
-            time.sleep(0.3)
+        except OSError:  # not listening yet (refused), or not ready (HTTP error)
+            pass
+        try:  # between two polls, wait for the other way this can end: the server's exit
+            server.wait(timeout=POLL_S)
+        except subprocess.TimeoutExpired:
+            continue
+        pytest.fail(f"the streamlit server exited with code {server.returncode}")
     pytest.fail("the streamlit server did not become healthy in time")
 
 
+def _cpu_and_busy(pid: int) -> tuple[int, bool]:
+    """(CPU time of all the process's threads in clock ticks, whether any thread is running or in I/O)."""
+    ticks, busy = 0, False
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rpartition(")")[2].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        busy |= fields[0] in ("R", "D")
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks, busy
+
+
+def wait_quiet(pid: int, timeout: float = 180.0, polls: int = 5) -> None:
+    """Until the server has finished its background work (e.g. the viewer's map warm-up):
+    no thread running and no CPU time used across ``polls`` successive polls; fails at the deadline.
+
+    Linux only (/proc); elsewhere it returns at once.
+    """
+    if not Path(f"/proc/{pid}/task").is_dir():
+        return
+    deadline = time.monotonic() + timeout
+    last, quiet = None, 0
+    while time.monotonic() < deadline:
+        ticks, busy = _cpu_and_busy(pid)
+        quiet = quiet + 1 if (not busy and ticks == last) else 0
+        if quiet >= polls:
+            return
+        last = ticks
+        time.sleep(POLL_S)  # a poll interval: the condition above decides, the deadline bounds it
+    pytest.fail(f"the server (pid {pid}) was still busy after {timeout:.0f} s")
 
 
 def chromium_path() -> str:

@@ -1,6 +1,8 @@
 """The clinician's page driven headless through Streamlit's AppTest.
 
-Every number the page shows is compared with what ``core`` computes on the same bytes.
+Every number the page shows is compared with what ``core`` computes on the same bytes, with
+the model the page picks itself: the bundled demo model (always) and the published weights
+(``paper``, where they are on the machine); see ``page_model`` in conftest.py.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import core
+from tests.viewer.page_models import BANNER
+from viewer import render
 from viewer.controls import LAYER_OPTIONS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,17 +27,10 @@ RETINA = REPO / "tests" / "data" / "retina.jpg"
 
 
 # ----------------------------------------------------------------------------- helpers
-def fmt(v: float) -> str:
-    text = f"{v:.1f}"
-    return "0.0" if text == "-0.0" else text
-
-
-def fmt_p(p: float) -> str:
-    if p < 0.001:
-        return "< 0.1 %"
-    if p > 0.999:
-        return "> 99.9 %"
-    return f"{100 * p:.1f} %"
+# The page's own formatters (their outputs are pinned in test_pieces.py): what is compared
+# here is that the numbers they are given are core's.
+fmt = render.fmt_score
+fmt_p = render.fmt_probability
 
 
 def new_app() -> AppTest:
@@ -84,24 +81,53 @@ def conservation_text(at: AppTest) -> str:
     return find(at, "**Conservation:**")
 
 
+def banners(at: AppTest) -> list[str]:
+    return [e.value for e in at.error if BANNER in e.value]
+
+
+def errors(at: AppTest) -> list[str]:
+    """The page's error boxes, less the demo model's standing banner (see ``check_banner``)."""
+    return [e.value for e in at.error if BANNER not in e.value]
+
+
+def check_banner(at: AppTest, model) -> None:
+    """The red banner above the page: once with the demo model, never with the published weights."""
+    assert len(banners(at)) == (1 if model.synthetic else 0), [e.value for e in at.error]
+
+
 @pytest.fixture
-def page(paper_weights_dir, retina_bytes) -> AppTest:
+def page(page_model, retina_bytes) -> AppTest:
     """The page with the real photograph uploaded."""
-    return upload(new_app(), RETINA.name, retina_bytes)
+    at = upload(new_app(), RETINA.name, retina_bytes)
+    check_banner(at, page_model)
+    return at
 
 
 # ----------------------------------------------------------------------------- tests
-def test_empty_page_asks_for_a_photograph(paper_weights_dir):
+SHA256 = {"paper": "730173b044540b24c3c7c150248f624a728de2c6167d0baed1e46ffb49b9a206",
+          "demo": "87ac4861bb3d66122b849ec4d0d07d6aeb0bba35e0eefa194495a782a2a7141f"}
+
+
+def test_empty_page_asks_for_a_photograph(page_model):
     at = new_app()
     assert "Diabetic retinopathy" in at.title[0].value
     assert any("not a medical device" in t for t in texts(at))
     card = find(at, "| | |")
-    assert "730173b044540b24c3c7c150248f624a728de2c6167d0baed1e46ffb49b9a206" in card
-    assert "385,877" in card and "EyePACS" in card and "Licence" in card
+    assert SHA256[page_model.name] in card
+    assert "385,877" in card and "Licence" in card
+    if page_model.synthetic:
+        assert "trained on synthetic images" in card and "EyePACS" not in card
+        assert find(at, "**Model:**").startswith("**Model:** Demo weights trained on synthetic fundus images only")
+        assert "1.6 MB" in at.button(key="download_weights").label  # the published weights, one click away
+    else:
+        assert "EyePACS" in card and "synthetic" not in card
+        assert find(at, "**Model:**").startswith("**Model:** Published weights")
+        assert "validation kappa 0.814" in find(at, "**Model:**")
     assert at.file_uploader(key="upload") is not None
     assert "Photograph · retina-normal.jpg" in at.selectbox(key="sample").options
     assert any("Upload a fundus photograph" in i.value for i in at.info)
-    assert not at.error
+    check_banner(at, page_model)
+    assert not errors(at)
 
 
 def test_scores_probabilities_and_grade_equal_core(page, core_result):
@@ -216,7 +242,7 @@ def test_display_options_and_overlay(page):
     assert any(label.startswith("explanation.npz") for label in labels)
 
 
-def test_heavy_work_once_per_image(paper_weights_dir, retina_bytes, monkeypatch):
+def test_heavy_work_once_per_image(page_model, retina_bytes, monkeypatch):
     calls = []
     real = core.explain
 
@@ -242,26 +268,27 @@ def test_heavy_work_once_per_image(paper_weights_dir, retina_bytes, monkeypatch)
     assert at.selectbox(key="grade").value == shown
 
 
-def test_bad_file_shows_message_and_clears_result(page, retina_bytes):
+def test_bad_file_shows_message_and_clears_result(page, page_model, retina_bytes):
     assert has(page, "| Grade | Score | Probability |")
     garbage = b"\x89PNG\r\n\x1a\n this is not a picture" + bytes(200)
     with pytest.raises(core.FundusReadError) as err:
         core.read_fundus(garbage, name="broken.png")
     upload(page, "broken.png", garbage, "image/png")
-    errors = [e.value for e in page.error]
-    assert len(errors) == 1 and str(err.value) in errors[0] and "broken.png" in errors[0]
+    shown = errors(page)
+    assert len(shown) == 1 and str(err.value) in shown[0] and "broken.png" in shown[0]
     assert not has(page, "| Grade | Score | Probability |")
     assert not has(page, "**Conservation:**")
     assert not page.image
     # an empty file too, then the app keeps working for the next upload
     upload(page, "empty.jpg", b"", "image/jpeg")
-    assert len(page.error) == 1
+    assert len(errors(page)) == 1
     upload(page, RETINA.name, retina_bytes)
-    assert not page.error
+    assert not errors(page)
+    check_banner(page, page_model)
     assert has(page, "| Grade | Score | Probability |") and has(page, "**Conservation:**")
 
 
-def test_sample_picker_gives_the_same_numbers(paper_weights_dir, core_result):
+def test_sample_picker_gives_the_same_numbers(page_model, core_result):
     at = new_app()
     at.selectbox(key="sample").set_value("retina-normal.jpg")
     run(at)
@@ -297,6 +324,7 @@ def test_without_weights_the_page_says_how_to_get_them(monkeypatch, tmp_path):
     assert any("Download failed: cannot download 'paper' (offline?" in e.value for e in at.error)
 
 
+@pytest.mark.paper
 def test_download_button_fetches_the_weights_then_the_page_uses_them(paper_weights_dir, monkeypatch, tmp_path):
     import shutil
 
@@ -321,6 +349,38 @@ def test_download_button_fetches_the_weights_then_the_page_uses_them(paper_weigh
     run(at)
     assert not at.error
     assert any(t.startswith("**Model:** Published weights") for t in texts(at))
+
+
+def test_a_corrupt_cached_copy_falls_back_to_demo_and_the_button_replaces_it(monkeypatch, tmp_path):
+    """A truncated download of the published weights in the cache: the page runs on the
+    bundled demo (not "no weights"), and its download button replaces the bad file."""
+    import dataclasses
+
+    import torch
+
+    from core import weights as cw
+
+    good = tmp_path / "source.pt"
+    cw.save_checkpoint(good, core.DRNet(widths=[2] * 15).eval(), {"title": "x"})
+    entry = dataclasses.replace(cw.PAPER, sha256=cw.sha256_of(good), url=good.as_uri(), size=good.stat().st_size,
+                                meta={**cw.PAPER.meta, "title": "Stand-in for the published weights", "num_params": 0})
+    monkeypatch.setitem(cw.REGISTRY, "paper", entry)
+    monkeypatch.setattr(cw, "DEFAULT", entry)
+    monkeypatch.setenv("DR_WEIGHTS_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cached = cw.cache_dir() / entry.filename
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(good.read_bytes()[:2000])
+    assert core.default_name() == "demo"
+    at = new_app()
+    assert not any("No model weights are available" in e.value for e in at.error)
+    assert any("synthetic" in e.value and "not for clinical use" in e.value for e in at.error)
+    at.button(key="download_weights").click()
+    run(at)
+    assert not any(e.value.startswith("Download failed") for e in at.error), [e.value for e in at.error]
+    assert cached.read_bytes() == good.read_bytes() and core.default_name() == "paper"
+    assert any(t.startswith("**Model:** Stand-in for the published weights") for t in texts(at))
+    assert torch.equal(cw.load_weights("paper").network.output[0].bias, torch.load(good, weights_only=True)["state_dict"]["output.0.bias"])
 
 
 def test_synthetic_model_shows_the_banner(monkeypatch, tmp_path, retina_bytes):
@@ -348,7 +408,7 @@ def test_synthetic_model_shows_the_banner(monkeypatch, tmp_path, retina_bytes):
     assert len(score_rows(at)) == 5 and has(at, "**Conservation:**")
 
 
-def test_reader_warnings_are_shown(paper_weights_dir):
+def test_reader_warnings_are_shown(page_model):
     """A photograph without a circular field of view is still graded, with the reader's warning."""
     buf = io.BytesIO()
     Image.new("RGB", (900, 700), (120, 60, 30)).save(buf, format="PNG")

@@ -15,6 +15,9 @@ The tests check each point: threads explaining different images on one model giv
 sequential results and leave every parameter and buffer untouched (values and version
 counters); two AppTest sessions keep their own results; and eight browser contexts on one
 server upload eight different photographs at the same moment and each sees its own scores.
+The page tests run with the bundled demo model (always) and with the published weights
+(``paper``, where present); in the browser, eight clinicians use the demo model and two
+the published weights (the same code path, at a quarter of the time).
 """
 
 from __future__ import annotations
@@ -38,15 +41,16 @@ import core
 from core.weights import save_checkpoint
 from tests.direct_propagation import random_network
 from tests.viewer.live_server import CHROMIUM_ARGS, HAS_TEXT, REPO, SETTLED, UPLOAD, chromium_path, peak_rss_mb, serve
+from tests.viewer.page_models import BANNER
+from viewer import render
 
 APP = REPO / "viewer" / "app.py"
 RETINA = REPO / "tests" / "data" / "retina.jpg"
 SYNTHETIC = REPO / "assets" / "samples" / "synthetic"
+CLINICIANS = {"demo": 8, "paper": 2}  # browser contexts at once, per model
 
 
-def fmt(v: float) -> str:
-    text = f"{v:.1f}"
-    return "0.0" if text == "-0.0" else text
+fmt = render.fmt_score  # the page's formatter, pinned in test_pieces.py
 
 
 def encode(im: Image.Image, fmt_: str = "JPEG", **kw) -> bytes:
@@ -146,7 +150,7 @@ def _module_containers(modules) -> dict[str, str]:
     return out
 
 
-def test_two_sessions_keep_their_own_results(paper_weights_dir):
+def test_two_sessions_keep_their_own_results(page_model):
     """Two sessions of one process (one cached model): each keeps its own image's scores."""
     import core.explanation
     import core.fundus
@@ -158,7 +162,7 @@ def test_two_sessions_keep_their_own_results(paper_weights_dir):
     modules = [controls, pictures, render, state, core.explanation, core.fundus, core.propagation, core.transport, core.weights]
     photos = eight_photographs()
     names = ["original.jpg", "rotated.jpg"]
-    model = core.load_weights("paper")
+    model = core.load_weights(page_model.name)
     expected = {n: [fmt(float(s)) for s in core.explain(model, core.read_fundus(photos[n][0])).scores] for n in names}
     assert expected[names[0]] != expected[names[1]]
     before = _module_containers(modules)
@@ -170,7 +174,9 @@ def test_two_sessions_keep_their_own_results(paper_weights_dir):
         at.run()
     for at, n in zip(sessions, names, strict=True):  # after the other session's upload, once more
         at.run()
-        assert not at.exception and not at.error
+        assert not at.exception
+        assert [e.value for e in at.error if BANNER not in e.value] == []
+        assert len(at.error) == (1 if page_model.synthetic else 0)  # the demo model's banner
         table = next(m.value for m in at.markdown if m.value.startswith("| Grade | Score |"))
         shown = [re.sub(r"\*", "", line.split("|")[2]).strip() for line in table.splitlines()[2:]]
         assert shown == expected[n], n
@@ -198,7 +204,7 @@ async def _one_clinician(page, name: str, data: bytes, mime: str, start: asyncio
             "exceptions": await page.locator('[data-testid="stException"]').count()}
 
 
-async def _eight_at_once(chromium: str, url: str, photos: dict[str, tuple[bytes, str]]) -> tuple[list[dict], float]:
+async def _all_at_once(chromium: str, url: str, photos: dict[str, tuple[bytes, str]]) -> tuple[list[dict], float]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
@@ -229,24 +235,27 @@ async def _eight_at_once(chromium: str, url: str, photos: dict[str, tuple[bytes,
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_eight_clinicians_at_once(paper_weights_dir, tmp_path):
+def test_eight_clinicians_at_once(page_model, tmp_path):
+    """Eight at once with the demo model; two (a smoke test of the same path) with the published weights."""
     chromium = chromium_path()
     photos = eight_photographs()
     assert len(photos) == 8
-    env = dict(os.environ, DR_WEIGHTS_DIR=str(paper_weights_dir))
+    users = CLINICIANS[page_model.name]
+    photos = dict(itertools.islice(photos.items(), users))
+    env = dict(os.environ, **page_model.env)
     with serve(env, tmp_path / "server.log") as (proc, port):
         # core's numbers for each photograph, computed while the server warms up
-        model = core.load_weights("paper")
+        model = core.load_weights(page_model.name)
         expected = {}
         for name, (data, _) in photos.items():
             exp = core.explain(model, core.read_fundus(data, name=name))
             expected[name] = (exp.grade, [fmt(float(s)) for s in exp.scores], exp.fundus.original_size)
-        assert len({tuple(v[1]) for v in expected.values()}) == 8, "the eight inputs must have different scores"
+        assert len({tuple(v[1]) for v in expected.values()}) == users, "the inputs must have different scores"
         rss_idle, _ = peak_rss_mb(proc.pid)
-        results, total = asyncio.run(_eight_at_once(chromium, f"http://127.0.0.1:{port}/", photos))
+        results, total = asyncio.run(_all_at_once(chromium, f"http://127.0.0.1:{port}/", photos))
         rss_now, peak = peak_rss_mb(proc.pid)
     log = (tmp_path / "server.log").read_text(errors="replace")
-    print(f"CONCURRENCY users=8 total_s={total:.1f} slowest_s={max(r['done_s'] for r in results):.1f} "
+    print(f"CONCURRENCY model={page_model.name} users={users} total_s={total:.1f} slowest_s={max(r['done_s'] for r in results):.1f} "
           f"fastest_s={min(r['done_s'] for r in results):.1f} upload_spread_s={max(r['uploaded_s'] for r in results):.2f} "
           f"server_rss_idle_mb={rss_idle:.0f} server_rss_after_mb={rss_now:.0f} server_peak_rss_mb={peak:.0f} "
           f"cpus={os.cpu_count()} python={sys.version.split()[0]}")

@@ -91,3 +91,54 @@ def test_flicker_gif_alternates_two_frames():
 def test_tick_labels_share_their_decimals():
     assert [draw.format_tick(v, 0.00188) for v in (-0.00188, 0.00094)] == ["-0.00188", "0.00094"]
     assert draw.format_tick(21.7, 43.4) == "21.7" and draw.format_tick(3e-4, 3e-4) == "3.0e-04"
+
+
+def test_render_functions_take_the_viewers_result():
+    """Every render function that draws from a session's result says so in its type."""
+    import inspect
+    import typing
+
+    takers = [fn for _, fn in inspect.getmembers(render, inspect.isfunction)
+              if fn.__module__ == render.__name__ and "res" in inspect.signature(fn).parameters]
+    assert len(takers) >= 8
+    for fn in takers:
+        assert typing.get_type_hints(fn)["res"] is state.Result, fn.__name__
+
+
+def test_which_map_a_layer_shows_is_cores():
+    """The viewer asks core's Explanation.focus_map; it keeps no rule of its own."""
+    import inspect
+
+    import core
+
+    assert callable(core.Explanation.focus_map)
+    assert not hasattr(render, "current_map")
+    source = inspect.getsource(render)
+    assert "focus_map(" in source and "def current_map" not in source
+
+
+def test_core_pictures_is_imported_as_draw():
+    """``draw`` is the viewer's name for core.pictures (``cm`` meant colour maps here and a confusion
+    matrix elsewhere): no viewer module binds core.pictures, or anything, to ``cm``."""
+    import ast
+    from pathlib import Path
+
+    folder = Path(render.__file__).parent
+    found = 0
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                for alias in node.names:
+                    assert (alias.asname or alias.name) != "cm", f"{path.name}: {ast.unparse(node)}"
+                    module = node.module if isinstance(node, ast.ImportFrom) else None
+                    if (module, alias.name) == ("core", "pictures") or alias.name == "core.pictures":
+                        assert alias.asname == "draw", f"{path.name}: {ast.unparse(node)}"
+                        found += 1
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                assert node.id != "cm", f"{path.name}: line {node.lineno} binds cm"
+    assert found >= 2  # render.py and pictures.py
+
+
+def test_score_and_probability_formats_are_pinned():
+    assert [render.fmt_score(v) for v in (12.345, -0.04, 0.04, -3.96)] == ["12.3", "0.0", "0.0", "-4.0"]
+    assert [render.fmt_probability(p) for p in (0.0004, 0.9996, 0.5, 0.01234)] == ["< 0.1 %", "> 99.9 %", "50.0 %", "1.2 %"]

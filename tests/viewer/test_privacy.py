@@ -3,13 +3,15 @@ on this machine only unless exposed on purpose.
 
 The browser test runs ``streamlit run viewer/app.py`` as a user would, from the repository,
 with a fresh, empty ``HOME``, ``TMPDIR`` and ``XDG_*`` folders and ``DR_WEIGHTS_DIR`` set (so
-nothing is needed from the real home). The server runs under a Python audit hook that logs
-every file it opens for writing, creates, renames or links (Python-level, all threads).
+nothing is needed from the real home): to an empty folder, so that the page uses the bundled
+demo model (the whole scenario below), or to the published weights' folder (``paper``: the
+upload and its maps only). The server runs under a Python audit hook that logs every file it
+opens for writing, creates, renames or links (Python-level, all threads).
 Chromium (Playwright) has its own profile, ``HOME`` and ``TMPDIR`` in a separate folder that
 is excluded explicitly: the browser is the user's side, not the server's.
 
 After an upload (a photograph made unique for this run), the maps, a slider move, the overlay
-and two downloads, the test requires:
+and two downloads, and once the server has finished its background work, the test requires:
 
 - the server opened no file for writing at all, except Python's own bytecode caches
   (``__pycache__/*.pyc``, only if a module's cache was stale); Streamlit itself writes nothing
@@ -33,7 +35,6 @@ import shutil
 import socket
 import sys
 import tempfile
-import time
 import tomllib
 from pathlib import Path
 
@@ -43,7 +44,7 @@ from PIL import Image
 
 import core
 from core.fundus import decode_image
-from tests.viewer.live_server import CHROMIUM_ARGS, HAS_TEXT, REPO, SETTLED, UPLOAD, chromium_path, serve
+from tests.viewer.live_server import CHROMIUM_ARGS, HAS_TEXT, REPO, SETTLED, UPLOAD, chromium_path, serve, wait_quiet
 
 CONFIG = REPO / ".streamlit" / "config.toml"
 SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*", b"WEBPVP8")
@@ -204,8 +205,12 @@ def other_local_addresses() -> list[str]:
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_no_image_bytes_are_written_anywhere(paper_weights_dir, tmp_path, monkeypatch, request):
+def test_no_image_bytes_are_written_anywhere(page_model, tmp_path, monkeypatch, request):
+    """With the demo model: the whole scenario; with the published weights: the upload and its
+    maps only (a smoke test: the same server code, another weights file read)."""
     from playwright.sync_api import sync_playwright
+
+    full = page_model.synthetic
 
     chromium = chromium_path()
     data = unique_photograph()
@@ -229,7 +234,7 @@ def test_no_image_bytes_are_written_anywhere(paper_weights_dir, tmp_path, monkey
         "XDG_DATA_HOME": str(home / ".local" / "share"),
         "XDG_STATE_HOME": str(home / ".local" / "state"),
         "XDG_RUNTIME_DIR": str(run),
-        "DR_WEIGHTS_DIR": str(paper_weights_dir),
+        "DR_WEIGHTS_DIR": page_model.env["DR_WEIGHTS_DIR"],  # demo: an empty folder; XDG_CACHE_HOME is empty too
         "DR_AUDIT_LOG": str(evidence / "audit.log"),
     }
     fresh = (home, tmp, run)
@@ -261,23 +266,26 @@ def test_no_image_bytes_are_written_anywhere(paper_weights_dir, tmp_path, monkey
                 page.set_input_files(UPLOAD, files=[{"name": "patient.png", "mimeType": "image/png", "buffer": data}])
                 page.wait_for_function(HAS_TEXT, arg=["p", "Conservation:"], timeout=180_000)
                 page.wait_for_function(SETTLED, timeout=180_000)
-                thumb = page.locator(".st-key-layer input[type=range]")
-                thumb.focus()
-                thumb.press("Home")  # layer 16
-                page.wait_for_function(HAS_TEXT, arg=["h5", "Layer 16 ·"], timeout=60_000)
-                thumb.press("End")  # back to the pixels
-                page.wait_for_function(HAS_TEXT, arg=["p", "input map "], timeout=60_000)
-                page.locator(".st-key-overlay label").click()
-                page.wait_for_function(SETTLED, timeout=60_000)
-                for label in ("scores.json", "Current map (PNG)"):
-                    page.wait_for_function(SETTLED, timeout=120_000)
-                    with page.expect_download(timeout=120_000) as dl:
-                        page.get_by_role("button", name=label).click()
-                    assert Path(dl.value.path()).stat().st_size > 0
+                if full:
+                    thumb = page.locator(".st-key-layer input[type=range]")
+                    thumb.focus()
+                    thumb.press("Home")  # layer 16
+                    page.wait_for_function(HAS_TEXT, arg=["h5", "Layer 16 ·"], timeout=60_000)
+                    thumb.press("End")  # back to the pixels
+                    page.wait_for_function(HAS_TEXT, arg=["p", "input map "], timeout=60_000)
+                    page.locator(".st-key-overlay label").click()
+                    page.wait_for_function(SETTLED, timeout=60_000)
+                    for label in ("scores.json", "Current map (PNG)"):
+                        page.wait_for_function(SETTLED, timeout=120_000)
+                        with page.expect_download(timeout=120_000) as dl:
+                            page.get_by_role("button", name=label).click()
+                        assert Path(dl.value.path()).stat().st_size > 0
                 page.wait_for_function(SETTLED, timeout=60_000)
                 body = page.locator("body").inner_text()
                 assert "Traceback" not in body and "cannot be graded" not in body
-                time.sleep(3)  # let the background warm-up finish inside the server
+                assert core.REGISTRY[page_model.name].meta["title"] in body  # the page used the model meant
+                # the background warm-up of every layer's maps must finish inside the recording
+                wait_quiet(proc.pid)
             finally:
                 context.close()
     log = (evidence / "server.log").read_bytes()

@@ -1,0 +1,68 @@
+"""Refresh the README's screenshots (assets/screenshots/) on purpose; the tests never write there.
+
+    python -m tests.viewer.screenshots                 # the published weights, into assets/screenshots/
+    python -m tests.viewer.screenshots --out /tmp/shots --model demo
+
+Runs from the repository root: starts ``streamlit run viewer/app.py`` on a free port, walks the
+page through in Debian's Chromium as tests/viewer/test_browser.py does (checking every number
+against core on the way) and saves the two full-page pictures the README shows. The published
+weights are looked for as the tests do ($DR_WEIGHTS_DIR, ../shared/weights, the user's cache).
+Exit status 0 when both pictures were written, 2 with one line on stderr when something is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.viewer.page_models import ENV, PAPER_FILE, REPO, find_paper_weights, model_env
+
+DEFAULT_OUT = REPO / "assets" / "screenshots"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.viewer.screenshots", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for the pictures (default {DEFAULT_OUT})")
+    parser.add_argument("--model", choices=("paper", "demo"), default="paper",
+                        help="the weights the page uses (default: paper, as in the README)")
+    args = parser.parse_args(argv)
+
+    chromium = shutil.which("chromium")
+    if not chromium:
+        print("error: no `chromium` on PATH (Debian: apt-get install chromium)", file=sys.stderr)
+        return 2
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        print("error: Playwright's Python package is not installed (pip install -r requirements-dev.txt)", file=sys.stderr)
+        return 2
+    paper_dir = find_paper_weights() if args.model == "paper" else None
+    if args.model == "paper" and paper_dir is None:
+        print(f"error: the published weights are not on this machine: set {ENV} to a folder holding {PAPER_FILE}"
+              " or run `python -m core weights fetch paper`", file=sys.stderr)
+        return 2
+
+    import core
+    from tests.viewer.live_server import serve
+    from tests.viewer.walkthrough import RETINA, browser_page, full_scenario
+
+    with tempfile.TemporaryDirectory(prefix="dr-screenshots-") as scratch:
+        env = model_env(args.model, Path(scratch), paper_dir)
+        os.environ.update(env)  # core's numbers below come from the same weights as the page's
+        if core.default_name() != args.model:
+            print(f"error: with {env} the page would use {core.default_name()!r}, not {args.model!r}", file=sys.stderr)
+            return 2
+        exp = core.explain(core.load_weights(args.model), core.read_fundus(RETINA, name=RETINA.name))
+        with serve(dict(os.environ), Path(scratch) / "server.log") as (_, port), browser_page(chromium) as page:
+            saved = full_scenario(page, f"http://127.0.0.1:{port}/", exp, args.out)
+    for path in saved:
+        print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
