@@ -150,9 +150,26 @@ def with_colourbar(picture: np.ndarray, scale: Scale, label: str = "score per pi
 
 
 def titled(picture: np.ndarray, title: str, font_px: int = 20) -> np.ndarray:
-    """``picture`` with a one-line title above it (for files that leave the program)."""
-    head = Image.new("RGB", (picture.shape[1], font_px + 14), "white")
-    ImageDraw.Draw(head).text((8, 6), title, fill="black", font=font(font_px))
+    """``picture`` with its title above it (for files that leave the program).
+
+    A long title gets a smaller font, down to 14 px, then wraps at spaces: never cut off.
+    """
+    width = picture.shape[1] - 16
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    size = font_px
+    while measure.textlength(title, font=font(size)) > width and size > 14:
+        size -= 1
+    lines: list[str] = []
+    for word in title.split(" "):
+        if lines and measure.textlength(f"{lines[-1]} {word}", font=font(size)) <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    step = size + 6
+    head = Image.new("RGB", (picture.shape[1], step * len(lines) + 8), "white")
+    draw = ImageDraw.Draw(head)
+    for i, line in enumerate(lines):
+        draw.text((8, 5 + i * step), line, fill="black", font=font(size))
     return np.concatenate([np.asarray(head), picture], axis=0)
 
 

@@ -73,8 +73,26 @@ def keep_uploads_in_memory() -> None:
         MultiPartParser.spool_max_size = limit
 
 
-@st.cache_resource(show_spinner="Loading the model…")
 def load_model(name: str) -> core.LoadedModel:
+    """The weights ``name`` (a registry name or a path), loaded once per process and file.
+
+    The cache key holds the checksum the file must have (a registry entry's sha256, or the
+    file's own), so an entry or a file replaced behind the page is never served stale.
+    """
+    entry = core.REGISTRY.get(name)
+    checksum = entry.sha256 if entry is not None else _file_checksum(name)
+    return _load_model(name, checksum)
+
+
+def _file_checksum(path: str) -> str:
+    try:
+        return core.weights.sha256_of(Path(path))
+    except OSError:
+        return ""  # load_weights says what is wrong with the path
+
+
+@st.cache_resource(show_spinner="Loading the model…")
+def _load_model(name: str, checksum: str) -> core.LoadedModel:
     return core.load_weights(name)
 
 
@@ -216,5 +234,5 @@ def fetch_paper_weights(progress: Any) -> str | None:
         return str(e)
     except Exception as e:  # never a traceback in the page
         return f"the download failed ({type(e).__name__}: {e})"
-    load_model.clear()
+    _load_model.clear()
     return None

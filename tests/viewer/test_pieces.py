@@ -142,3 +142,18 @@ def test_core_pictures_is_imported_as_draw():
 def test_score_and_probability_formats_are_pinned():
     assert [render.fmt_score(v) for v in (12.345, -0.04, 0.04, -3.96)] == ["12.3", "0.0", "0.0", "-4.0"]
     assert [render.fmt_probability(p) for p in (0.0004, 0.9996, 0.5, 0.01234)] == ["< 0.1 %", "> 99.9 %", "50.0 %", "1.2 %"]
+
+
+def test_the_model_cache_never_serves_a_replaced_file(tmp_path):
+    import torch
+
+    import core
+
+    path = tmp_path / "mine.pt"
+    first, second = core.DRNet(widths=[2] * 15).eval(), core.DRNet(widths=[2] * 15).eval()
+    with torch.no_grad():
+        second.output[0].bias.fill_(1.0)
+    core.weights.save_checkpoint(path, first, {"title": "first"})
+    assert state.load_model(str(path)) is state.load_model(str(path))  # cached
+    core.weights.save_checkpoint(path, second, {"title": "second"})
+    assert state.load_model(str(path)).meta["title"] == "second"
