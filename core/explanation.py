@@ -8,7 +8,6 @@ is read-only otherwise, so one instance may be shared between threads).
 from __future__ import annotations
 
 import io
-import json
 import threading
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -18,6 +17,7 @@ import numpy as np
 from .fundus import Fundus
 from .model import CONV_LAYERS, GRADE_NAMES, INPUT_SIZE, LayerSpec, softmax
 from .propagation import Precision, Propagation, propagate
+from .serialise import dumps
 from .transport import to_input_space
 from .weights import LoadedModel
 
@@ -226,7 +226,7 @@ class Explanation:
         }
 
     def scores_json(self) -> str:
-        return json.dumps(self.summary(), indent=2)
+        return dumps(self.summary(), indent=2)
 
     def npz_bytes(self) -> bytes:
         """``explanation.npz``: scores, features, bias, input map, total and every hidden map."""

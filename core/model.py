@@ -22,6 +22,7 @@ GRADE_NAMES = (
     "Severe NPDR",
     "Proliferative DR",
 )
+GRADE_ABBREVIATIONS = ("none", "mild", "mod", "sev", "PDR")  # for narrow tables (confusion matrices)
 # Units whose activation is below this are treated as inactive by the
 # propagation (lambda = 0), as in the authors' own implementation.
 ACTIVE_THRESHOLD = 1e-5

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import tempfile
 import urllib.error
 import urllib.request
@@ -139,15 +140,38 @@ DEMO = WeightsEntry(
     },
 )
 
-REGISTRY: dict[str, WeightsEntry] = {entry.name: entry for entry in (PAPER, DEMO)}
+# What every entry's card must say (the code reads these keys; underscored keys are documentation).
+REQUIRED_META = frozenset({"title", "training_data", "metrics", "licence", "intended_use", "num_params", "clinical_use"})
+
+
+def check_entry(entry: WeightsEntry) -> WeightsEntry:
+    """Refuse an entry whose card or source is incomplete: every entry is cited and checked the same way."""
+    problems = []
+    if not re.fullmatch(r"[0-9a-f]{64}", entry.sha256):
+        problems.append("sha256 must be 64 lower-case hex digits (the full digest)")
+    missing = REQUIRED_META - set(entry.meta)
+    if missing:
+        problems.append(f"meta lacks {', '.join(sorted(missing))}")
+    if not isinstance(entry.meta.get("metrics", {}), Mapping):
+        problems.append("meta['metrics'] must be a mapping")
+    if entry.url is None and entry.bundled is None:
+        problems.append("it needs a download address or a bundled file")
+    if len(entry.normalisation.mean) != 3 or len(entry.normalisation.std) != 3 or min(entry.normalisation.std) <= 0:
+        problems.append("normalisation needs 3 means and 3 positive stds")
+    if problems:
+        raise WeightsError(f"weights entry '{entry.name}': " + "; ".join(problems))
+    return entry
+
+
+REGISTRY: dict[str, WeightsEntry] = {entry.name: check_entry(entry) for entry in (PAPER, DEMO)}
 # The preferred entry, then the one used when it is not on this machine.
 DEFAULT: WeightsEntry = PAPER
 FALLBACK: WeightsEntry = DEMO
 
 
 def register(entry: WeightsEntry) -> None:
-    """Add an entry (tests, or a deployment's own checkpoints)."""
-    REGISTRY[entry.name] = entry
+    """Add an entry (a deployment's own checkpoints), checked as the built-in ones are."""
+    REGISTRY[entry.name] = check_entry(entry)
 
 
 def cache_dir() -> Path:

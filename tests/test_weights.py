@@ -1,5 +1,6 @@
 """The weights registry: metadata as data, sha256 checks, safe and strict loading."""
 
+import dataclasses
 import os
 import re
 from pathlib import Path
@@ -10,7 +11,7 @@ import torch
 from core import weights as W
 from core.model import DRNet, count_parameters
 
-REQUIRED_META = {"title", "training_data", "metrics", "licence", "intended_use", "num_params"}
+REQUIRED_META = W.REQUIRED_META
 
 
 @pytest.mark.parametrize("entry", list(W.REGISTRY.values()), ids=lambda e: e.name)
@@ -21,6 +22,18 @@ def test_every_entry_has_a_card(entry):
     assert entry.url or entry.bundled
     widths = entry.meta.get("widths")
     assert count_parameters(DRNet(widths)) == entry.meta["num_params"]
+
+
+def test_register_refuses_an_incomplete_card():
+    good = W.REGISTRY["demo"]
+    for bad, words in [
+        (dataclasses.replace(good, name="x", meta={"title": "x"}), "meta lacks"),
+        (dataclasses.replace(good, name="x", sha256="730173b0"), "sha256 must be 64"),
+        (dataclasses.replace(good, name="x", bundled=None, url=None), "download address"),
+    ]:
+        with pytest.raises(W.WeightsError, match=words):
+            W.register(bad)
+        assert "x" not in W.REGISTRY
 
 
 def test_paper_entry_is_the_published_file():

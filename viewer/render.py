@@ -430,9 +430,8 @@ def draw_threshold(res: Result, choice: ExplainChoice, disp: DisplayChoice) -> N
         marked = pic.mask_picture(exp.fundus.image, mask, disp.opacity)
         return int(mask.sum()), draw.jpeg_bytes(marked), draw.flicker_gif([exp.fundus.image, marked])
 
-    # layers 16 and "input" both threshold the total map
-    which = "total" if choice.layer in (16, "input") else choice.layer
-    n, marked_jpeg, gif = res.picture(("threshold", which, g, disp.k, round(disp.opacity, 2)), make)
+    # keyed by the map's name: levels that threshold the same map (16 and "input") share the picture
+    n, marked_jpeg, gif = res.picture(("threshold", name, g, disp.k, round(disp.opacity, 2)), make)
     fov_n = int(exp.fundus.fov.sum())
     share = n / fov_n if fov_n else 0.0
     st.markdown(f"##### Pixels above k = {disp.k:.1f} standard deviations of the {name} (grade {grade_label(g)})")

@@ -96,6 +96,11 @@ def _load_model(name: str, checksum: str) -> core.LoadedModel:
     return core.load_weights(name)
 
 
+def forget_models() -> None:
+    """Drop every loaded model (after a download, or when a test changes the weights)."""
+    _load_model.clear()
+
+
 T = TypeVar("T")
 
 
@@ -234,5 +239,5 @@ def fetch_paper_weights(progress: Any) -> str | None:
         return str(e)
     except Exception as e:  # never a traceback in the page
         return f"the download failed ({type(e).__name__}: {e})"
-    _load_model.clear()
+    forget_models()
     return None

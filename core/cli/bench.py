@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from ..bench import DEFAULT_IMAGE, report, run
+from ..serialise import dumps
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +22,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     r = run(args.weights, Path(args.image), repeats=args.repeats, captum=not args.no_captum)
-    print(json.dumps(r, indent=2) if args.json else report(r))
+    print(dumps(r, indent=2) if args.json else report(r))
     sys.stdout.flush()
     return 0

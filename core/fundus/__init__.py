@@ -5,7 +5,7 @@
 
 from .decode import IMAGE_SUFFIXES, MAX_BYTES, MAX_PIXELS, MIN_SIDE, FundusReadError, decode_image
 from .fov import find_fov
-from .geometry import crop_resize, map_mask
+from .geometry import crop_resize, map_mask, to_input, to_original
 from .reader import NO_FOV_WARNING, SIZE, UNEXPECTED_FAILURE, Fundus, prepare, read_fundus
 
 __all__ = [
@@ -24,4 +24,6 @@ __all__ = [
     "map_mask",
     "prepare",
     "read_fundus",
+    "to_input",
+    "to_original",
 ]

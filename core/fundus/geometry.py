@@ -1,7 +1,9 @@
-"""Trim, pad and resize: the square around the field of view becomes the model's input.
+"""Trim, pad and resize: the square around the field of view becomes the model's input,
+and back: where a pixel of the input lies in the original photograph.
 
 One placement rule serves the photograph and anything drawn on it (lesion masks), so a
-mask taken through ``map_mask`` lands on the very pixels the image did.
+mask taken through ``map_mask`` lands on the very pixels the image did; ``to_original``
+and ``to_input`` convert coordinates between the two (pixel centres at integers).
 """
 
 from __future__ import annotations
@@ -103,3 +105,15 @@ def map_mask(mask: np.ndarray, box: Box, size: int = INPUT_SIZE) -> np.ndarray:
     else:
         out[oy0:oy1, ox0:ox1] = cv2.resize(region.astype(np.uint8), p.target_size, interpolation=cv2.INTER_NEAREST) > 0
     return out
+
+
+def to_original(xy: np.ndarray, box: Box, size: int = INPUT_SIZE) -> np.ndarray:
+    """Points (..., 2) as (x, y) in the model's input -> the same points in the original photograph."""
+    scale = (box[2] - box[0]) / size
+    return np.array(box[:2], np.float64) + (np.asarray(xy, np.float64) + 0.5) * scale - 0.5
+
+
+def to_input(xy: np.ndarray, box: Box, size: int = INPUT_SIZE) -> np.ndarray:
+    """Points (..., 2) as (x, y) in the original photograph -> the model's input (inverse of ``to_original``)."""
+    scale = (box[2] - box[0]) / size
+    return (np.asarray(xy, np.float64) - np.array(box[:2], np.float64) + 0.5) / scale - 0.5

@@ -34,7 +34,8 @@ class Fundus:
 
     ``crop_box`` follows Pillow's crop convention (pixel edges, right/bottom exclusive)
     in the upright original: pixel (x, y) of ``image`` shows original point
-    ``(left + (x + 0.5) * s - 0.5, top + (y + 0.5) * s - 0.5)`` with ``s = (right - left) / SIZE``.
+    ``(left + (x + 0.5) * s - 0.5, top + (y + 0.5) * s - 0.5)`` with ``s = (right - left) / SIZE``
+    (``geometry.to_original``; ``geometry.to_input`` goes back).
     ``eq=False`` because numpy arrays have no single truth value; use ``sha256`` to
     compare or cache.
     """

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shlex
 import sys
 import time
 from collections import defaultdict
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 from ..model import INPUT_SIZE, N_GRADES
+from ..provenance import command_line, machine
 from ..serialise import json_safe
 from ..weights import LoadedModel, load_weights, read_checkpoint
 from .measures import HIGHER_IS_BETTER, Key, Truth, faithfulness, mask_metrics, pearson
@@ -237,25 +237,6 @@ def summarise(study: Study, chosen: Sequence[Method], s: Settings) -> dict[str, 
     })
 
 
-def machine(device: str = "cpu") -> str:
-    """What ran it, in words (CPU count; the GPU if one was used)."""
-    text = f"{os.cpu_count()} CPUs"
-    if device.startswith("cuda") and torch.cuda.is_available():
-        text += f", GPU {torch.cuda.get_device_name(0)}"
-    return text
-
-
-def command_line() -> str:
-    """The command as typed, with paths shown relative to the working directory."""
-    parts = []
-    for a in sys.argv[1:] if sys.argv and sys.argv[0].endswith("__main__.py") else []:
-        if os.path.isabs(a):
-            rel = os.path.relpath(a)
-            a = Path(a).name if rel.startswith("..") else rel
-        parts.append(a)
-    return "python -m core " + shlex.join(parts) if parts else "python -m core quality"
-
-
 def describe(lm: LoadedModel, s: Settings, kind: str, study: Study, seconds: float, workers: int = 1) -> dict[str, Any]:
     """Model, data and settings, as stated in the output."""
     data = {
@@ -268,8 +249,8 @@ def describe(lm: LoadedModel, s: Settings, kind: str, study: Study, seconds: flo
         "model": {"name": lm.name, "sha256": lm.sha256, "widths": list(lm.network.widths),
                   "title": lm.meta.get("title", ""), "synthetic": lm.is_synthetic},
         "data": {"kind": kind, "description": data, "images": [r.name for r in study.images] if kind != "synthetic" else None},
-        "command": command_line(),
-        "machine": machine(s.device),
+        "command": command_line(default="python -m core quality"),
+        "machine": machine(cuda=s.device.startswith("cuda")),
         "settings": dataclasses.asdict(s) | {
             "torch_threads": torch.get_num_threads(),
             "workers": workers,
@@ -337,6 +318,6 @@ def run_study(lm: LoadedModel, name: str, tasks: Sequence[Task], kind: str, sett
 
 
 __all__ = [
-    "FRACTIONS", "REFERENCE", "ROLES", "ImageResult", "Settings", "Study", "command_line", "describe", "evaluate",
-    "evaluate_image", "machine", "run_study", "select_tasks", "summarise",
+    "FRACTIONS", "REFERENCE", "ROLES", "ImageResult", "Settings", "Study", "describe", "evaluate",
+    "evaluate_image", "run_study", "select_tasks", "summarise",
 ]

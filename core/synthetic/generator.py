@@ -21,7 +21,7 @@ from itertools import islice
 import cv2
 import numpy as np
 
-from ..model import INPUT_SIZE
+from ..model import INPUT_SIZE, N_GRADES
 from .anatomy import render_eye
 from .camera import photograph
 from .grading import LESION_TYPES, grade_from_lesions
@@ -92,8 +92,8 @@ def generate(seed: int, grade: int | None = None, size: int = SIZE, *, lesions: 
     if size < 128:
         raise ValueError("size must be >= 128 (microaneurysms would be sub-pixel)")
     if grade is None:
-        grade = int(_rng(seed, 3).integers(5))
-    if grade not in range(5):
+        grade = int(_rng(seed, 3).integers(N_GRADES))
+    if grade not in range(N_GRADES):
         raise ValueError(f"grade must be 0..4 or None, got {grade!r}")
     eye, vessels, img, vessel_opacity = render_eye(_rng(seed, 0), size)
     fov = eye.fov_weight > 0
@@ -133,8 +133,8 @@ def grade_of(seed: int, i: int, grades: Sequence[int] | None = None) -> int:
     else balanced (every block of 5 images holds grades 0..4 once, in a seeded order)."""
     if grades is not None:
         return int(grades[i % len(grades)])
-    block = _rng(int(seed), 1, i // 5).permutation(5)  # balanced, order shuffled per 5
-    return int(block[i % 5])
+    block = _rng(int(seed), 1, i // N_GRADES).permutation(N_GRADES)  # balanced, order shuffled per block
+    return int(block[i % N_GRADES])
 
 
 def _job(args: tuple[int, int, int]) -> SyntheticFundus:
@@ -161,7 +161,7 @@ def generate_many(n: int, seed: int, grades: Sequence[int] | None = None, worker
     """
     if n < 0:
         raise ValueError("n must be >= 0")
-    if grades is not None and (len(grades) == 0 or any(int(g) not in range(5) for g in grades)):
+    if grades is not None and (len(grades) == 0 or any(int(g) not in range(N_GRADES) for g in grades)):
         raise ValueError("grades must be a non-empty sequence of values in 0..4")
     jobs = [(image_seed(seed, i), grade_of(seed, i, grades), size) for i in range(n)]
     if workers <= 1 or n <= 1:

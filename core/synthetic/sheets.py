@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..model import N_GRADES
 from ..pictures import font, jpeg_bytes, png_bytes
 from .anatomy import REFERENCE_SIZE
 from .generator import SyntheticFundus, generate, image_seed
@@ -64,7 +65,7 @@ def save_overview(path: str | Path, seed: int = 0, tile: int = 240) -> Path:
     if suffix not in (".jpg", ".jpeg", ".png"):
         raise ValueError(f"save_overview writes .jpg, .jpeg or .png, not {path.name!r}")
     rows = []
-    for g in range(5):
+    for g in range(N_GRADES):
         tiles = []
         for k in range(2):
             f = generate(image_seed(seed, 10 * g + k), g)
@@ -81,10 +82,10 @@ def save_overview(path: str | Path, seed: int = 0, tile: int = 240) -> Path:
         keys.append(((xx + 18, yy - 11), t.replace("_", " ")))
     sheet = Image.fromarray(np.concatenate(rows + [legend], axis=0))
     draw = ImageDraw.Draw(sheet)
-    for g in range(5):
+    for g in range(N_GRADES):
         draw.text((6, g * tile + 5), f"grade {g}", fill=(255, 255, 255), font=font(_TITLE_PX))
     for (x, y), text in keys:
-        draw.text((x, 5 * tile + y), text, fill=(230, 230, 230), font=font(_LEGEND_PX))
+        draw.text((x, N_GRADES * tile + y), text, fill=(230, 230, 230), font=font(_LEGEND_PX))
     data = jpeg_bytes(sheet, quality=85) if suffix in (".jpg", ".jpeg") else png_bytes(sheet)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
@@ -101,7 +102,7 @@ def save_samples(directory: str | Path, seed: int = 0) -> list[Path]:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     out = []
-    for g in range(5):
+    for g in range(N_GRADES):
         f = generate(image_seed(seed, 1000 + g), g)
         p = directory / f"grade{g}.jpg"
         if not cv2.imwrite(str(p), cv2.cvtColor(f.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90]):

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..errors import OptionError
-from ..model import N_GRADES
+from ..model import GRADE_ABBREVIATIONS, N_GRADES
 from ..weights import IMAGENET, Normalisation, load_weights
 from . import metrics
 from .augment import BatchTransform
@@ -33,8 +33,6 @@ from .datasets import (
     read_dataset,
 )
 from .sampling import ShardSampler, batches
-
-SHORT_NAMES = ("none", "mild", "mod", "sev", "PDR")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -120,7 +118,7 @@ def format_report(r: dict[str, Any]) -> str:
         "        " + " ".join(f"{j:>6d}" for j in range(confusion.shape[1])) + "   total",
     ]
     for i, row in enumerate(confusion):
-        lines.append(f"  {i} {SHORT_NAMES[i]:>4s}" + " ".join(f"{v:>6d}" for v in row) + f"  {row.sum():>6d}")
+        lines.append(f"  {i} {GRADE_ABBREVIATIONS[i]:>4s}" + " ".join(f"{v:>6d}" for v in row) + f"  {row.sum():>6d}")
     return "\n".join(lines)
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-N_GRADES = 5
+from ..model import N_GRADES
+
 REFERABLE_FROM = 2  # referable DR: grades 2-4 vs 0-1
 Z_95 = 1.959963984540054
 

@@ -12,10 +12,8 @@ reproducible on CPU, and a resumed run continues the very sequence it left.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -27,7 +25,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..errors import OptionError
 from ..model import CONV_LAYERS, DRNet, count_parameters
+from ..provenance import command_line
+from ..serialise import dumps, json_safe
 from ..weights import IMAGENET, save_checkpoint
 from . import metrics
 from .augment import BatchTransform
@@ -138,29 +139,23 @@ def parse_widths(text: str | None) -> tuple[int, ...] | None:
     if not text:
         return None
     out: list[int] = []
-    for part in text.replace(" ", ",").split(","):
-        if not part:
-            continue
-        if "x" in part:
-            w, k = part.split("x")
-            out += [int(w)] * int(k)
-        else:
-            out.append(int(part))
+    try:
+        for part in text.replace(" ", ",").split(","):
+            if not part:
+                continue
+            if "x" in part:
+                w, k = part.split("x")
+                out += [int(w)] * int(k)
+            else:
+                out.append(int(part))
+    except ValueError:
+        raise OptionError(f"--widths '{text}': give channel counts such as '8,8,16,...' or '8x2,16x13'") from None
     if len(out) != 15 or min(out) < 1:
-        raise DataError(f"--widths needs 15 positive channel counts, got {len(out)}")
+        raise OptionError(f"--widths needs 15 positive channel counts, got {len(out)}")
     return None if tuple(out) == PAPER_WIDTHS else tuple(out)
 
 
 # ----------------------------------------------------------------- the loop
-
-
-def _command() -> str:
-    """How this run was started, for the checkpoint's card."""
-    script = Path(sys.argv[0])
-    if script.parent.name != "core":
-        return ""  # called from Python: the options are recorded instead
-    sub = ["train"] if script.stem == "train" else []  # python -m core.train ...
-    return shlex.join(["python", "-m", "core", *sub, *sys.argv[1:]])
 
 
 def _state_path(args: argparse.Namespace) -> Path:
@@ -328,10 +323,10 @@ class Trainer:
             return
         if improved:
             meta = _meta(args, self.model, self.data_desc, st, self.device, self.dist)
-            save_checkpoint(Path(args.out), self.model, meta, IMAGENET)
+            save_checkpoint(Path(args.out), self.model, json_safe(meta), IMAGENET)
         _save_state(self.state_file, self.model, self.opt, st)
         with open(self.log, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
+            fh.write(dumps(row) + "\n")
         if not args.quiet:
             msg = f"epoch {row['epoch']}/{args.epochs}: loss {row['train_loss']:+.4f}"
             if kappa is not None:
@@ -360,10 +355,10 @@ def _meta(args: argparse.Namespace, model: DRNet, data_desc: dict[str, Any], sta
         metrics_["validation_n"] = (data_desc.get("validation") or {}).get("n")
     return {
         "title": f"DRNet trained with `python -m core train` on {train_desc['dataset']} data",
-        "training_data": json.dumps(train_desc),
+        "training_data": dumps(train_desc),
         "data": data_desc,
         "seed": args.seed,
-        "command": _command(),
+        "command": command_line(),
         "options": {k: v for k, v in vars(args).items() if k != "func" and isinstance(v, (int, float, str, bool, type(None)))},
         "epochs": state["epoch"],
         "metrics": metrics_,

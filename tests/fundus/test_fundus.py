@@ -31,6 +31,8 @@ from core.fundus import (
     find_fov,
     prepare,
     read_fundus,
+    to_input,
+    to_original,
 )
 from tests.image_bytes import cv2_encode, encode
 
@@ -601,3 +603,28 @@ def test_path_errors(tmp_path: Path) -> None:
     assert "binary" in assert_one_line_error(excinfo)
     with pytest.raises(FundusReadError):
         read_fundus(12345)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------ coordinates, both ways
+
+
+@pytest.mark.parametrize("box", [(0, 0, 640, 640), (-37, 12, 1163, 1212), (100, -50, 420, 270)])
+def test_input_and_original_coordinates_are_inverse(box: tuple[int, int, int, int]) -> None:
+    pts = np.random.default_rng(0).uniform(-5, 645, (50, 2))
+    np.testing.assert_allclose(to_input(to_original(pts, box), box), pts, atol=1e-9)
+    # the centre of the input is the centre of the box; the corners' pixel centres are half a pixel in
+    centre = to_original(np.array([(SIZE - 1) / 2, (SIZE - 1) / 2]), box)
+    np.testing.assert_allclose(centre, [(box[0] + box[2]) / 2 - 0.5, (box[1] + box[3]) / 2 - 0.5])
+
+
+def test_a_bright_dot_lands_where_to_input_says() -> None:
+    photo = np.zeros((900, 1200, 3), np.uint8)
+    yy, xx = np.mgrid[:900, :1200]
+    photo[(xx - 600) ** 2 + (yy - 450) ** 2 <= 420**2] = (120, 60, 30)
+    dot = np.array([731.0, 288.0])
+    photo[int(dot[1]) - 2 : int(dot[1]) + 3, int(dot[0]) - 2 : int(dot[0]) + 3] = 255
+    f = prepare(photo)
+    where = to_input(dot, f.crop_box)
+    grey = f.image.astype(np.float64).sum(axis=2)
+    found = np.array(np.unravel_index(np.argmax(grey), grey.shape))[::-1]
+    assert np.abs(found - where).max() <= 1.0, (found, where)

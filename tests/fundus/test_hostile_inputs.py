@@ -484,7 +484,7 @@ def test_viewer_representative_third(tmp_path, monkeypatch, reader_outcomes, pri
         for t in threading.enumerate():  # background warm-up threads must finish inside the recording
             if t.name == "dr-viewer-warm":
                 t.join(timeout=120)
-    state.load_model.clear()
+    state.forget_models()
     assert not problems, "\n".join(problems)
     valid = sum(1 for c in cases if outcomes[c.name][0] == "ok")
     print(f"VIEWER cases={len(cases)} valid={valid} refused={len(cases) - valid}")

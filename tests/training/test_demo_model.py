@@ -68,13 +68,12 @@ def test_demo_grades_each_grade(graded):
 
 def test_demo_kappa_measured_on_unseen_images(graded):
     """The card claims kappa 0.976 on 500 held-out images; measure it here on 25 others
-    (a small set: its bootstrap interval is wide, so the bar is lower than the claim)."""
+    (a small set, whose interval is wide: the bar is set below the claim)."""
     truth = [t for t, _ in graded]
     pred = [p for _, p in graded]
     kappa = float(quadratic_weighted_kappa(truth, pred))
-    low, _ = bootstrap_kappa_ci(truth, pred, n_boot=500, seed=0)
-    assert kappa >= 0.9, f"kappa {kappa:.3f} on 25 unseen synthetic images"
-    assert low <= W.REGISTRY["demo"].meta["metrics"]["test_quadratic_weighted_kappa"]  # the claim is not above what we see
+    low, high = bootstrap_kappa_ci(truth, pred, n_boot=500, seed=0)
+    assert kappa >= 0.9, f"kappa {kappa:.3f} (95% CI {low:.3f}-{high:.3f}) on 25 unseen synthetic images"
 
 
 def test_evaluate_json_end_to_end():

@@ -77,6 +77,7 @@ def test_resume_without_state_is_a_user_error(tmp_path, capsys):
     (["--synthetic", "5", "--dataset", "aptos", "--data", "x"], "not both"),
     (["--epochs", "1"], "name the data"),
     (["--synthetic", "5", "--widths", "3x14"], "15 positive"),
+    (["--synthetic", "5", "--widths", "abc"], "give channel counts"),
     (["--synthetic", "5", "--val-seed", "0"], "must differ"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, capsys, bad, match):
