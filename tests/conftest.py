@@ -35,6 +35,19 @@ def require_paper() -> None:
     pytest.skip("published weights not found (set DR_WEIGHTS_DIR)")
 
 
+# The real photographs (IDRiD training splits, CC BY 4.0) beside the project: ../shared/data.
+REAL_DATA = ROOT.parent / "shared" / "data"
+
+
+def require_real_data() -> Path:
+    """The shared IDRiD folder; skip without it on a user's machine, fail in CI."""
+    if (REAL_DATA / "idrid-grading-train" / "Training_Labels.csv").is_file():
+        return REAL_DATA
+    if os.environ.get("DR_REQUIRE_PAPER_WEIGHTS") == "1":
+        pytest.fail(f"the shared real photographs are required in CI but {REAL_DATA.name}/ was not found")
+    pytest.skip("the shared real photographs (../shared/data) are not here")
+
+
 @pytest.fixture(scope="session")
 def paper_model():
     require_paper()

@@ -82,7 +82,8 @@ def main() -> None:
     c_input, c_retina, c_scores = st.columns([0.95, 0.95, 2.3], gap="large")
     with c_input:
         st.markdown("**Photograph**")
-        choice = controls.input_ui(state.list_samples())
+        references = state.sample_references()
+        choice = controls.input_ui(state.list_samples(), references)
         fundus = None
         if choice is None:
             state.forget()
@@ -107,7 +108,8 @@ def main() -> None:
         if new:
             st.session_state["grade"] = res.exp.grade
             st.session_state["own_grade"] = None
-        render.draw_scores(res.exp, synthetic=model.is_synthetic)
+        reference = references.get(choice.name) if choice.kind == "sample" else None
+        render.draw_scores(res.exp, synthetic=model.is_synthetic, reference=reference)
     with explore_slot.container():
         explore(res)
     state.warm_in_background(res)

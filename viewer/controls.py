@@ -53,20 +53,33 @@ class DisplayChoice:
     opacity: float
 
 
-def sample_label(name: str) -> str:
-    """``synthetic/grade3.jpg`` -> ``Synthetic drawing · grade3.jpg``; others are photographs."""
+@dataclass(frozen=True)
+class Reference:
+    """A sample's reference grade and who gave it ("IDRiD graders", "drawn as")."""
+
+    grade: int
+    source: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.source}: grade {self.grade}"
+
+
+def sample_label(name: str, reference: Reference | None = None) -> str:
+    """``synthetic/grade3.jpg`` -> ``Synthetic drawing · grade3.jpg``; others are photographs.
+    With a reference: ``Photograph · IDRiD_005.jpg · IDRiD graders: grade 2``."""
     folder, _, file = name.rpartition("/")
-    if folder.split("/")[0].lower() == "synthetic":
-        return f"Synthetic drawing · {file}"
-    return f"Photograph · {name}"
+    label = f"Synthetic drawing · {file}" if folder.split("/")[0].lower() == "synthetic" else f"Photograph · {name}"
+    return f"{label} · {reference.text}" if reference is not None else label
 
 
 def _mark_source(kind: str) -> None:
     st.session_state["_source"] = kind
 
 
-def input_ui(samples: dict[str, Path]) -> InputChoice | None:
-    """Upload or sample picker; the one changed last wins."""
+def input_ui(samples: dict[str, Path], references: dict[str, Reference] | None = None) -> InputChoice | None:
+    """Upload or sample picker; the one changed last wins. ``references``: samples' reference grades."""
+    references = references or {}
     upload = st.file_uploader(
         "Fundus photograph",
         type=list(UPLOAD_TYPES),
@@ -79,7 +92,7 @@ def input_ui(samples: dict[str, Path]) -> InputChoice | None:
     sample = st.selectbox(
         "… or a sample image",
         options=list(samples),
-        format_func=sample_label,
+        format_func=lambda name: sample_label(name, references.get(name)),
         index=None,
         placeholder="Choose a sample" if samples else "No sample images installed",
         key="sample",

@@ -17,7 +17,7 @@ import core
 from core import pictures as draw
 
 from . import pictures as pic
-from .controls import DisplayChoice, ExplainChoice, grade_label
+from .controls import DisplayChoice, ExplainChoice, Reference, grade_label
 from .state import Result
 
 RED = "#b2182b"
@@ -182,7 +182,15 @@ def scores_chart(exp: core.Explanation) -> go.Figure:
     return fig
 
 
-def draw_scores(exp: core.Explanation, synthetic: bool = False) -> None:
+def reference_line(reference: Reference, model_grade: int) -> str:
+    """The sample's reference grade beside the model's, in words."""
+    gap = model_grade - reference.grade
+    verdict = ("the model agrees" if gap == 0 else
+               f"the model is {abs(gap)} grade{'s' if abs(gap) > 1 else ''} {'higher' if gap > 0 else 'lower'}")
+    return f"**Reference** ({reference.source}): {grade_label(reference.grade)} · {verdict}."
+
+
+def draw_scores(exp: core.Explanation, synthetic: bool = False, reference: Reference | None = None) -> None:
     if synthetic:
         st.markdown(":red-badge[:material/warning: Demo model, trained on synthetic images: not a diagnosis]")
     st.markdown(
@@ -191,6 +199,8 @@ def draw_scores(exp: core.Explanation, synthetic: bool = False) -> None:
         f"score {fmt_score(float(exp.scores[exp.grade]))}, "
         f"{fmt_score(float(exp.scores[exp.grade] - np.sort(exp.scores)[-2]))} above the next grade."
     )
+    if reference is not None:
+        st.markdown(reference_line(reference, exp.grade))
     left, right = st.columns([1.35, 1], gap="medium")
     with left:
         st.markdown(scores_table(exp))

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import atexit
+import csv
 import threading
 import weakref
 from collections.abc import Callable, Hashable
@@ -23,7 +24,7 @@ import streamlit as st
 
 import core
 
-from .controls import InputChoice
+from .controls import InputChoice, Reference
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES_DIR = ROOT / "assets" / "samples"
@@ -53,6 +54,29 @@ def list_samples(folder: Path = SAMPLES_DIR) -> dict[str, Path]:
     files = [p for p in folder.rglob("*") if _is_sample(p, folder)]
     files.sort(key=lambda p: (len(p.relative_to(folder).parts) > 1, p.relative_to(folder).as_posix()))
     return {p.relative_to(folder).as_posix(): p for p in files}
+
+
+REFERENCES_FILE = "reference_grades.csv"  # file,grade,source: who graded (or drew) each sample
+
+
+def sample_references(folder: Path = SAMPLES_DIR) -> dict[str, Reference]:
+    """The samples' reference grades, by their path under assets/samples (none if the file is absent).
+
+    A row that does not parse is left out rather than shown wrong.
+    """
+    path = folder / REFERENCES_FILE
+    if not path.is_file():
+        return {}
+    out: dict[str, Reference] = {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            try:
+                grade = int(row["grade"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if grade in range(len(core.GRADE_NAMES)) and row.get("file") and row.get("source"):
+                out[row["file"].strip()] = Reference(grade, row["source"].strip())
+    return out
 
 
 def keep_uploads_in_memory() -> None:

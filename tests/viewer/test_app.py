@@ -296,10 +296,26 @@ def test_sample_picker_gives_the_same_numbers(page_model, core_result):
     assert [r[1] for r in rows] == [fmt(float(s)) for s in core_result.scores]
     synthetic = [o for o in at.selectbox(key="sample").options if o.startswith("Synthetic drawing")]
     if synthetic:  # the synthetic samples, when bundled, are graded too
-        name = "synthetic/" + synthetic[-1].split(" · ", 1)[1]
+        name = "synthetic/" + synthetic[-1].split(" · ")[1]
         at.selectbox(key="sample").set_value(name)
         run(at)
         assert len(score_rows(at)) == 5 and has(at, "**Conservation:**")
+        assert any(t.startswith("**Reference** (drawn as): 4 · Proliferative DR") for t in texts(at))
+
+
+def test_a_real_sample_shows_its_reference_grade_beside_the_models(page_model):
+    """The bundled IDRiD photographs: IDRiD's grade beside the model's, and how far apart they are."""
+    import viewer.state
+
+    at = new_app()
+    labels = at.selectbox(key="sample").options
+    assert "Photograph · IDRiD_001.jpg · IDRiD graders: grade 3" in labels
+    at.selectbox(key="sample").set_value("IDRiD_001.jpg")
+    run(at)
+    exp = core.explain(core.load_weights(page_model.name), core.read_fundus(viewer.state.SAMPLES_DIR / "IDRiD_001.jpg"))
+    line = next(t for t in texts(at) if t.startswith("**Reference**"))
+    assert line.startswith("**Reference** (IDRiD graders): 3 · Severe NPDR · ")
+    assert ("the model agrees" in line) == (exp.grade == 3), (line, exp.grade)
 
 
 def test_without_weights_the_page_says_how_to_get_them(monkeypatch, tmp_path):

@@ -157,3 +157,26 @@ def test_the_model_cache_never_serves_a_replaced_file(tmp_path):
     assert state.load_model(str(path)) is state.load_model(str(path))  # cached
     core.weights.save_checkpoint(path, second, {"title": "second"})
     assert state.load_model(str(path)).meta["title"] == "second"
+
+
+def test_samples_carry_their_reference_grades(tmp_path):
+    (tmp_path / "reference_grades.csv").write_text(
+        "file,grade,source\nIDRiD_005.jpg,2,IDRiD graders\nsynthetic/grade3.jpg,3,drawn as\nbad.jpg,seven,x\nfar.jpg,9,x\n")
+    refs = state.sample_references(tmp_path)
+    assert refs == {"IDRiD_005.jpg": controls.Reference(2, "IDRiD graders"), "synthetic/grade3.jpg": controls.Reference(3, "drawn as")}
+    assert controls.sample_label("IDRiD_005.jpg", refs["IDRiD_005.jpg"]) == "Photograph · IDRiD_005.jpg · IDRiD graders: grade 2"
+    assert controls.sample_label("synthetic/grade3.jpg", refs["synthetic/grade3.jpg"]) == "Synthetic drawing · grade3.jpg · drawn as: grade 3"
+    assert state.sample_references(tmp_path / "nowhere") == {}
+
+
+def test_the_reference_line_says_how_far_the_model_is():
+    ref = controls.Reference(3, "IDRiD graders")
+    assert render.reference_line(ref, 3).endswith("the model agrees.")
+    assert render.reference_line(ref, 4).endswith("the model is 1 grade higher.")
+    assert render.reference_line(ref, 0).endswith("the model is 3 grades lower.")
+    assert render.reference_line(ref, 3).startswith("**Reference** (IDRiD graders): 3 · Severe NPDR")
+
+
+def test_every_bundled_sample_has_a_reference_grade():
+    samples, refs = state.list_samples(), state.sample_references()
+    assert samples and set(samples) <= set(refs), set(samples) - set(refs)
