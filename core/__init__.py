@@ -11,8 +11,9 @@ de la Torre, Valls & Puig (2017/2020), with no user interface.
     exp.mask(grade=4, k=2.0)                   # pixels above k sigma
 """
 
+from .errors import CoreError
 from .explanation import PARTS, Explanation, LayerMaps, explain, threshold_mask
-from .fundus import IMAGE_SUFFIXES, MAX_BYTES, Fundus, FundusReadError, read_fundus
+from .fundus import IMAGE_SUFFIXES, MAX_BYTES, Assessment, Check, Fundus, FundusReadError, read_fundus
 from .model import CONV_LAYERS, GRADE_NAMES, INPUT_SIZE, LAYERS, DRNet, LayerSpec, layer
 from .weights import (
     DEFAULT,
@@ -28,6 +29,9 @@ from .weights import (
 
 __all__ = [
     "CONV_LAYERS",
+    "Assessment",
+    "Check",
+    "CoreError",
     "DEFAULT",
     "GRADE_NAMES",
     "IMAGE_SUFFIXES",

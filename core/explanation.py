@@ -67,6 +67,18 @@ class Explanation:
     def grade_name(self) -> str:
         return GRADE_NAMES[self.grade]
 
+    @property
+    def quality(self) -> Any:
+        """The photograph's quality assessment (``core.fundus.Assessment``), or None when the
+        Fundus was built in code rather than read."""
+        return getattr(self.fundus, "quality", None)
+
+    @property
+    def gradable(self) -> bool:
+        """False when the quality assessment refused the photograph: then no grade may be
+        given, whatever the scores say. A Fundus built in code is not assessed: True."""
+        return self.quality is None or bool(self.quality.gradable)
+
     # -- input space ----------------------------------------------------------
     def _cached(self, key: Any, make) -> np.ndarray:
         with self._lock:
@@ -204,8 +216,11 @@ class Explanation:
         return {
             "scores": [float(s) for s in self.scores],
             "probabilities": [float(p) for p in self.probabilities],
-            "grade": self.grade,
-            "grade_name": self.grade_name,
+            "grade": self.grade if self.gradable else None,
+            "grade_name": self.grade_name if self.gradable else "ungradable",
+            "model_grade": self.grade,
+            "gradable": self.gradable,
+            "quality": self.quality.as_dict() if self.quality is not None else None,
             "grade_names": list(GRADE_NAMES),
             "weights": {"name": self.weights_name, "sha256": self.weights_sha256},
             "image": {

@@ -95,22 +95,29 @@ def main() -> None:
                 st.error(f"**{choice.name}** cannot be graded: {e}")
     if fundus is None:
         return
+    with c_retina:
+        render.draw_retina(fundus)
+    ungradable = fundus.quality is not None and not fundus.quality.gradable
+    if ungradable:
+        with c_scores:
+            render.draw_ungradable(fundus.quality)
+            if not controls.show_anyway_ui():
+                return  # no grade, no maps: nothing is computed for a refused photograph
     st.divider()
     st.subheader("Where the score comes from", anchor=False)
     render.draw_legend()
     # Placeholders first: a new image's computation never runs beside the previous
     # image's (faded) scores and maps, they are cleared at once.
     explore_slot = st.empty()
-    with c_retina:
-        render.draw_retina(fundus)
     with c_scores, st.empty().container():
         res, new = state.explain(model, fundus)
         if new:
             st.session_state["grade"] = res.exp.grade
             st.session_state["own_grade"] = None
         reference = references.get(choice.name) if choice.kind == "sample" else None
-        render.draw_scores(res.exp, synthetic=model.is_synthetic, reference=reference)
-    with explore_slot.container():
+        with st.container(key="ungradable_output" if ungradable else "scores"):
+            render.draw_scores(res.exp, synthetic=model.is_synthetic, reference=reference)
+    with explore_slot.container(key="ungradable_maps" if ungradable else "maps"):
         explore(res)
     state.warm_in_background(res)
 

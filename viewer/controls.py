@@ -110,6 +110,15 @@ def input_ui(samples: dict[str, Path], references: dict[str, Reference] | None =
     return None
 
 
+def show_anyway_ui() -> bool:
+    """For an ungradable photograph: reveal the model's output anyway (greyed, labelled)."""
+    return st.toggle(
+        "Show the model's output anyway",
+        key="show_anyway",
+        help="For research only: the model scores any picture, including ones no grader would grade.",
+    )
+
+
 def download_weights_ui(stretch: bool = False) -> bool:
     """The button that fetches the published weights; True when clicked."""
     return st.button(

@@ -61,8 +61,21 @@ def layer_title(layer: int | str) -> str:
 
 # --------------------------------------------------------------------- header
 def draw_style() -> None:
-    """Less empty space above the title; nothing else is restyled."""
-    st.html("<style>[data-testid='stMainBlockContainer']{padding-top:2.2rem;}</style>")
+    """Less empty space above the title; the model's output for an ungradable photograph greyed."""
+    st.html(
+        "<style>[data-testid='stMainBlockContainer']{padding-top:2.2rem;}"
+        ".st-key-ungradable_output, .st-key-ungradable_maps{filter:grayscale(1);opacity:0.6;}</style>"
+    )
+
+
+def draw_ungradable(quality: core.Assessment) -> None:
+    """No grade: what is wrong with the photograph, with the measured values, and what to do."""
+    first, *others = quality.reasons or ("the photograph failed the quality checks",)
+    st.error(f"**Ungradable: {first}** — retake the photograph.", icon=":material/block:")
+    for reason in others:
+        st.markdown(f"- also: {reason}")
+    st.caption("A grader would not grade this picture, so the model's grade is not shown. "
+               "Each reason gives the measured value and the threshold it failed.")
 
 
 def draw_title() -> None:
@@ -193,8 +206,11 @@ def reference_line(reference: Reference, model_grade: int) -> str:
 def draw_scores(exp: core.Explanation, synthetic: bool = False, reference: Reference | None = None) -> None:
     if synthetic:
         st.markdown(":red-badge[:material/warning: Demo model, trained on synthetic images: not a diagnosis]")
+    if not exp.gradable:
+        st.markdown(":grey-badge[:material/block: Model output for an ungradable photograph: not a grade]")
+    heading = "The model's grade" if exp.gradable else "The model's output (ungradable photograph)"
     st.markdown(
-        f"#### The model's grade: {grade_label(exp.grade)}\n"
+        f"#### {heading}: {grade_label(exp.grade)}\n"
         f"Softmax probability {fmt_probability(float(exp.probabilities[exp.grade]))}; "
         f"score {fmt_score(float(exp.scores[exp.grade]))}, "
         f"{fmt_score(float(exp.scores[exp.grade] - np.sort(exp.scores)[-2]))} above the next grade."

@@ -14,10 +14,10 @@ import warnings
 from collections.abc import Iterator, Sequence
 
 from ..errors import CoreError
-from . import bench, evaluate, explain, grade, quality, train, weights
+from . import bench, evaluate, explain, gate, grade, quality, train, weights
 from .common import EXIT_USER_ERROR, fail
 
-COMMANDS = (explain, grade, weights, bench, train, evaluate, quality)
+COMMANDS = (explain, grade, weights, bench, train, evaluate, quality, gate)
 
 
 def build_parser() -> argparse.ArgumentParser:

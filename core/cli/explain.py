@@ -45,8 +45,10 @@ def run(args: argparse.Namespace) -> int:
         cons = exp.conservation()
         for w in fundus.warnings:
             print(f"warning: {path}: {w}", file=sys.stderr)
+        verdict = (f"grade {exp.grade} ({exp.grade_name})" if exp.gradable
+                   else f"UNGRADABLE, retake the photograph ({'; '.join(exp.quality.reasons)}); the model's output")
         print(
-            f"{path}: grade {exp.grade} ({exp.grade_name}); scores "
+            f"{path}: {verdict}; scores "
             + " ".join(f"{s:+.1f}" for s in exp.scores)
             + f"; conservation error {cons['max_relative_error']:.1e}; wrote {out}"
         )

@@ -1,4 +1,9 @@
-"""``python -m core grade``: grade a folder of images (forward only) into a CSV."""
+"""``python -m core grade``: grade a folder of images (forward only) into a CSV.
+
+A photograph that the quality assessment refuses gets no grade (the grade column says
+"ungradable: retake the photograph"); its scores are kept for research, and the quality
+column says which check failed, with its measured value and threshold.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import csv
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +22,9 @@ from ..model import GRADE_NAMES, N_GRADES, softmax
 from ..propagation import forward_scores
 from ..weights import load_weights
 from .common import add_weights_argument
+
+if TYPE_CHECKING:  # the annotation only
+    from ..fundus import Assessment
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,6 +42,14 @@ def iter_images(folder: Path) -> Iterator[Path]:
             yield p
 
 
+def quality_cell(quality: Assessment | None) -> str:
+    """Every check as ``name value (threshold, ok|FAILED)``; the failed ones first."""
+    if quality is None:
+        return ""
+    checks = sorted(quality.checks, key=lambda c: c.passed)
+    return "; ".join(f"{c.name} {c.value:.4g} (threshold {c.threshold:.4g}, {'ok' if c.passed else 'FAILED'})" for c in checks)
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -43,22 +60,31 @@ def run(args: argparse.Namespace) -> int:
     files = list(iter_images(folder))
     if not files:
         raise CoreError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    failed = 0
+    failed = ungradable = 0
     grades = range(N_GRADES)
     with open(args.csv, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["file", "grade", "grade_name"] + [f"score_{g}" for g in grades] + [f"probability_{g}" for g in grades] + ["warnings", "error"])
+        w.writerow(["file", "grade", "grade_name"] + [f"score_{g}" for g in grades] + [f"probability_{g}" for g in grades]
+                   + ["gradable", "quality", "warnings", "error"])
         for p in tqdm(files, desc="grading", unit="img", file=sys.stderr, disable=args.quiet):
             rel = p.relative_to(folder).as_posix()
             try:
                 fundus = read_fundus(p, name=p.name)
             except FundusReadError as e:
                 failed += 1
-                w.writerow([rel, "", ""] + [""] * (2 * N_GRADES) + ["", str(e)])
+                w.writerow([rel, "", ""] + [""] * (2 * N_GRADES) + ["", "", "", str(e)])
                 continue
             s = forward_scores(model.network, model.normalisation.to_tensor(fundus.image))[0].astype(np.float64)
             prob = softmax(s)
             g = int(np.argmax(s))
-            w.writerow([rel, g, GRADE_NAMES[g]] + [f"{v:.4f}" for v in s] + [f"{v:.6f}" for v in prob] + ["; ".join(fundus.warnings), ""])
-    print(f"graded {len(files) - failed} of {len(files)} images with '{model.name}' -> {args.csv}" + (f"; {failed} unreadable (see the error column)" if failed else ""))
+            quality = getattr(fundus, "quality", None)
+            gradable = quality is None or quality.gradable
+            ungradable += not gradable
+            grade_cells = [g, GRADE_NAMES[g]] if gradable else ["", "ungradable: retake the photograph"]
+            w.writerow([rel, *grade_cells] + [f"{v:.4f}" for v in s] + [f"{v:.6f}" for v in prob]
+                       + [str(gradable).lower(), quality_cell(quality), "; ".join(fundus.warnings), ""])
+    graded = len(files) - failed - ungradable
+    print(f"graded {graded} of {len(files)} images with '{model.name}' -> {args.csv}"
+          + (f"; {ungradable} ungradable (see the quality column)" if ungradable else "")
+          + (f"; {failed} unreadable (see the error column)" if failed else ""))
     return 0

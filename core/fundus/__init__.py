@@ -1,4 +1,5 @@
-"""Reading fundus photographs: safe decoding, the field of view, trim/pad/resize.
+"""Reading fundus photographs: safe decoding, the field of view, trim/pad/resize, and
+whether the picture is gradable at all (``gradability``).
 
 ``read_fundus`` is the one entry point; the submodules are its steps.
 """
@@ -6,7 +7,8 @@
 from .decode import IMAGE_SUFFIXES, MAX_BYTES, MAX_PIXELS, MIN_SIDE, FundusReadError, decode_image
 from .fov import find_fov
 from .geometry import crop_resize, map_mask, to_input, to_original
-from .reader import NO_FOV_WARNING, SIZE, UNEXPECTED_FAILURE, Fundus, prepare, read_fundus
+from .gradability import Assessment, Check, assess
+from .reader import NO_FOV_WARNING, PARTIAL_FOV_SHARE, SIZE, UNEXPECTED_FAILURE, Fundus, prepare, read_fundus
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -14,10 +16,14 @@ __all__ = [
     "MAX_PIXELS",
     "MIN_SIDE",
     "NO_FOV_WARNING",
+    "PARTIAL_FOV_SHARE",
     "SIZE",
     "UNEXPECTED_FAILURE",
+    "Assessment",
+    "Check",
     "Fundus",
     "FundusReadError",
+    "assess",
     "crop_resize",
     "decode_image",
     "find_fov",

@@ -20,11 +20,16 @@ from ..model import INPUT_SIZE
 from .decode import MIN_SIDE, FundusReadError, as_rgb8, decode_image, read_bytes
 from .fov import disc_mask, fit_fov
 from .geometry import Box, box_around, centred_square, crop_resize
+from .gradability import Assessment, assess
 
 SIZE = INPUT_SIZE
 # A field of view narrower than this is enlarged more than 2x: still graded, but warned.
 LOW_RES_DIAMETER = SIZE // 2
 NO_FOV_WARNING = "No circular field of view found: the whole image was used."
+# Warn when less of the disc than this is in the picture (cut by the frame or dark bands).
+# A fundus camera's sensor cuts the top and bottom of the field as a rule (IDRiD: 85-92%
+# of the disc is in the picture), which is not worth a warning; a quarter missing is.
+PARTIAL_FOV_SHARE = 0.84
 _DISC = disc_mask(SIZE, SIZE, (SIZE - 1) / 2, (SIZE - 1) / 2, SIZE / 2)
 
 
@@ -46,6 +51,9 @@ class Fundus:
     original_size: tuple[int, int]  # (width, height) after EXIF orientation
     warnings: tuple[str, ...] = ()
     source: str = ""
+    # Is it gradable (``gradability.assess``)? ``prepare`` always sets it; None only for a
+    # Fundus built by hand in code.
+    quality: Assessment | None = None
 
     @property
     def sha256(self) -> str:
@@ -75,7 +83,8 @@ UNEXPECTED_FAILURE = "could not read the image"
 
 
 def prepare(rgb: np.ndarray, *, name: str = "") -> Fundus:
-    """Find the FOV of a decoded image, then trim, pad and resize it as the paper does.
+    """Find the FOV of a decoded image, trim, pad and resize it as the paper does, and
+    assess whether it is gradable (``Fundus.quality``).
 
     The square of side 2r around the disc's centre becomes 640x640 (so the retina's
     diameter is 640); parts of the square outside the photograph are black and not FOV.
@@ -105,4 +114,8 @@ def prepare(rgb: np.ndarray, *, name: str = "") -> Fundus:
     else:
         fov = valid & _DISC
         image[~fov] = 0
-    return Fundus(image=image, fov=fov, crop_box=box, original_size=(w, h), warnings=tuple(notes), source=name)
+    quality = assess(rgb, circle, image, fov)
+    visible = quality.check("fov_visible").value
+    if circle is not None and visible < PARTIAL_FOV_SHARE:
+        notes.append(f"Only {visible:.0%} of the field of view is in the picture (cut by the frame or by dark bands).")
+    return Fundus(image=image, fov=fov, crop_box=box, original_size=(w, h), warnings=tuple(notes), source=name, quality=quality)

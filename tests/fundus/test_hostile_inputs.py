@@ -139,7 +139,13 @@ def summarise(f: Fundus) -> dict:
         problems.append(f"invalid Fundus {getattr(f.image, 'shape', None)} {getattr(f.image, 'dtype', None)}")
     elif f.image[~f.fov].any():
         problems.append("pixels outside the field of view")
-    return {"size": f.original_size, "warnings": f.warnings, "problems": problems}
+    if f.quality is None:
+        problems.append("no quality assessment")
+    gradable = f.quality is not None and f.quality.gradable
+    reasons = f.quality.reasons if f.quality is not None else ()
+    if f.quality is not None and not gradable and not reasons:
+        problems.append("ungradable without a reason")
+    return {"size": f.original_size, "warnings": f.warnings, "problems": problems, "gradable": gradable, "reasons": reasons}
 
 
 @pytest.fixture(scope="module")
@@ -317,13 +323,17 @@ def test_cli_grade_handles_every_case_in_one_process(tmp_path, reader_outcomes):
         else:
             p = [float(row[f"probability_{g}"]) for g in range(5)]
             s = [float(row[f"score_{g}"]) for g in range(5)]
-            if row["error"] or row["grade"] not in {"0", "1", "2", "3", "4"} or not np.isfinite(s).all() or abs(sum(p) - 1) > 1e-3:
+            grade_ok = row["grade"] in {"0", "1", "2", "3", "4"} if value["gradable"] else row["grade"] == ""
+            if row["error"] or not grade_ok or not np.isfinite(s).all() or abs(sum(p) - 1) > 1e-3:
                 problems.append(f"{c.name}: bad row {row}")
+            if row["gradable"] != str(value["gradable"]).lower() or not row["quality"]:
+                problems.append(f"{c.name}: gradable {row['gradable']!r}, quality {row['quality']!r}, reader {value['gradable']}")
             if row["warnings"] != "; ".join(value["warnings"]):
                 problems.append(f"{c.name}: warnings {row['warnings']!r}")
     assert not problems, "\n".join(problems)
     refused = sum(1 for k, _ in outcomes.values() if k == "refused")
-    assert f"graded {len(rows) - refused} of {len(rows)} images" in r.stdout
+    ungradable = sum(1 for k, v in outcomes.values() if k == "ok" and not v["gradable"])
+    assert f"graded {len(rows) - refused - ungradable} of {len(rows)} images" in r.stdout
     assert sorted(p.name for p in work.iterdir()) == ["grades.csv"]  # nothing else written
 
 
@@ -354,8 +364,13 @@ def test_cli_explain_on_a_handful(tmp_path, reader_outcomes):
     for n, line in zip(refused, errors, strict=True):
         assert line == f"error: {folder / n}: {outcomes[n][1]}"
     for n in valid:
-        assert f"{folder / n}: grade " in r.stdout
-        assert json.loads((work / "out" / Path(n).stem / "scores.json").read_text())["grade"] in range(5)
+        scores = json.loads((work / "out" / Path(n).stem / "scores.json").read_text())
+        assert scores["model_grade"] in range(5) and scores["gradable"] == outcomes[n][1]["gradable"]
+        if outcomes[n][1]["gradable"]:
+            assert f"{folder / n}: grade " in r.stdout and scores["grade"] == scores["model_grade"]
+        else:  # refused by the quality gate: no grade, the reasons instead
+            assert f"{folder / n}: UNGRADABLE, retake the photograph" in r.stdout and scores["grade"] is None
+            assert scores["quality"]["reasons"]
     assert sorted(p.name for p in (work / "out").iterdir()) == sorted(Path(n).stem for n in valid)
     assert sorted(p.name for p in work.iterdir()) == ["out"]
 
@@ -473,6 +488,9 @@ def test_viewer_representative_third(tmp_path, monkeypatch, reader_outcomes, pri
                     problems.append(f"{c.name}: page errors {errors}, reader {value!r}")
                 if any(t.startswith("| Grade | Score |") for t in texts):
                     problems.append(f"{c.name}: scores shown for an unreadable file")
+            elif not value["gradable"]:  # the quality gate: its reason, and no grade
+                if not any(e.startswith("**Ungradable:") for e in errors) or any(t.startswith("| Grade | Score |") for t in texts):
+                    problems.append(f"{c.name}: ungradable, but page errors {errors}")
             else:
                 table = [t for t in texts if t.startswith("| Grade | Score | Probability |")]
                 checked = any(t.startswith(("**Conservation:**", "Conservation check failed")) for t in texts)

@@ -435,3 +435,25 @@ def test_reader_warnings_are_shown(page_model):
     for note in fundus.warnings:
         assert note in shown
     assert len(score_rows(at)) == 5
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("picture", ["orange-8x8", "black"])
+def test_an_ungradable_photograph_gets_no_grade_unless_asked(page_model, picture):
+    """The quality gate: an 8x8 orange square or an all-black frame is refused with its reason;
+    the model's output appears only on request, labelled as not a grade."""
+    rgb = np.zeros((8, 8, 3), np.uint8) + np.uint8([230, 120, 40]) if picture == "orange-8x8" else np.zeros((600, 800, 3), np.uint8)
+    at = upload(new_app(), f"{picture}.png", _png(rgb), "image/png")
+    refusals = [e.value for e in at.error if e.value.startswith("**Ungradable:")]
+    assert refusals and refusals[0].endswith("— retake the photograph."), [e.value for e in at.error]
+    assert not has(at, "| Grade | Score | Probability |") and not has(at, "#### The model's grade")
+    at.toggle(key="show_anyway").set_value(True)
+    run(at)
+    assert len(score_rows(at)) == 5
+    assert has(at, "#### The model's output (ungradable photograph):") and not has(at, "#### The model's grade")
+    assert any("not a grade" in t for t in texts(at))
