@@ -124,7 +124,7 @@ def test_empty_page_asks_for_a_photograph(page_model):
         assert find(at, "**Model:**").startswith("**Model:** Published weights")
         assert "validation kappa 0.814" in find(at, "**Model:**")
     assert at.file_uploader(key="upload") is not None
-    assert "Photograph · retina-normal.jpg" in at.selectbox(key="sample").options
+    assert "Photograph · retina-normal.jpg · Wikimedia Commons (a normal eye): grade 0" in at.selectbox(key="sample").options
     assert any("Upload a fundus photograph" in i.value for i in at.info)
     check_banner(at, page_model)
     assert not errors(at)
