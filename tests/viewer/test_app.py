@@ -425,7 +425,8 @@ def test_synthetic_model_shows_the_banner(monkeypatch, tmp_path, retina_bytes):
 
 
 def test_reader_warnings_are_shown(page_model):
-    """A photograph without a circular field of view is still graded, with the reader's warning."""
+    """A picture without a circular field of view: the reader's warning is shown, and the
+    quality gate refuses to grade it (no field of view is its first reason)."""
     buf = io.BytesIO()
     Image.new("RGB", (900, 700), (120, 60, 30)).save(buf, format="PNG")
     fundus = core.read_fundus(buf.getvalue(), name="plain.png")
@@ -434,7 +435,9 @@ def test_reader_warnings_are_shown(page_model):
     shown = [w.value for w in at.warning]
     for note in fundus.warnings:
         assert note in shown
-    assert len(score_rows(at)) == 5
+    assert not fundus.quality.gradable and "field of view" in fundus.quality.reasons[0]
+    assert any(e.value.startswith("**Ungradable: no field of view") for e in at.error)
+    assert not has(at, "| Grade | Score | Probability |")
 
 
 def _png(rgb: np.ndarray) -> bytes:
