@@ -82,7 +82,11 @@ def test_grade_folder_reports_bad_files_and_goes_on(tmp_path):
     assert [row["file"] for row in rows] == ["a.jpg", "c.png", "sub/b.png"]
     assert rows[1]["error"] and not rows[1]["grade"]
     for row in (rows[0], rows[2]):
-        assert row["grade"] in {"0", "1", "2", "3", "4"} and not row["error"]
+        assert not row["error"] and row["gradable"] in {"true", "false"} and row["quality"]
+        if row["gradable"] == "true":
+            assert row["grade"] in {"0", "1", "2", "3", "4"}
+        else:  # refused by the quality gate (a 200-pixel retina is too small): no grade, the failed check named
+            assert row["grade"] == "" and "FAILED" in row["quality"]
         p = [float(row[f"probability_{g}"]) for g in range(5)]
         assert sum(p) == pytest.approx(1.0, abs=1e-4)
     assert "1 unreadable" in r.stdout

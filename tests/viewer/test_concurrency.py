@@ -67,9 +67,9 @@ def eight_photographs() -> dict[str, tuple[bytes, str]]:
         "original.jpg": (RETINA.read_bytes(), "image/jpeg"),
         "mirrored.png": (encode(src.transpose(Image.Transpose.FLIP_LEFT_RIGHT), "PNG"), "image/png"),
         "rotated.jpg": (encode(src.transpose(Image.Transpose.ROTATE_90), quality=92), "image/jpeg"),
-        "zoomed.jpg": (encode(src.crop((w // 8, h // 8, w - w // 8, h - h // 8)), quality=92), "image/jpeg"),
+        "flipped.jpg": (encode(src.transpose(Image.Transpose.FLIP_TOP_BOTTOM), quality=92), "image/jpeg"),
         "brighter.png": (encode(ImageEnhance.Brightness(src).enhance(1.35), "PNG"), "image/png"),
-        "low-contrast.jpg": (encode(ImageEnhance.Contrast(src).enhance(0.55), quality=92), "image/jpeg"),
+        "more-colour.jpg": (encode(ImageEnhance.Color(src).enhance(1.3), quality=92), "image/jpeg"),
     }
     for name in ("grade3.jpg", "grade4.jpg"):
         path = SYNTHETIC / name
