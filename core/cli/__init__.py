@@ -1,4 +1,4 @@
-"""Command line: ``python -m core explain | grade | weights | bench | train | evaluate | quality``.
+"""Command line: ``python -m core explain | grade | weights | bench | train | evaluate | quality | gate``.
 
 One small module per command: it declares its options, calls the library and prints.
 Library code raises its own errors (subclasses of ``core.errors.CoreError``); only here
