@@ -28,6 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "with --synthetic, the number of images generated from --val-seed (default min(500, N/10))")
     p.add_argument("--val-data", help="a separate validation label file of the same --dataset format")
     p.add_argument("--val-seed", type=int, help="seed of the synthetic validation set (default --seed + 1)")
+    p.add_argument("--init", metavar="WEIGHTS", help="start from this checkpoint of ours (registry name or path; "
+                   "not the published weights, which carry no licence); default: Kaiming initialisation")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=15, help="per process (paper: 15)")
     p.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (paper: 3e-4)")

@@ -207,6 +207,13 @@ def read_aptos(path: Path, images: Path | None = None) -> Labelled:
     return attach_images("aptos", rows, folder)
 
 
+# IDRiD part B holds the same photograph under two names (its data README lists them):
+# each pair is one group, so that no split puts one copy on each side.
+_IDRID_PAIRS = (("IDRiD_021", "IDRiD_391"), ("IDRiD_028", "IDRiD_327"), ("IDRiD_079", "IDRiD_279"),
+                ("IDRiD_045", "IDRiD_333"), ("IDRiD_073", "IDRiD_375"))
+IDRID_DUPLICATES = {name: a for a, b in _IDRID_PAIRS for name in (a, b)}
+
+
 def read_idrid(path: Path, images: Path | None = None) -> Labelled:
     """IDRiD disease grading: the labels CSV and its images (``IDRiD_001.jpg``...).
 
@@ -221,7 +228,7 @@ def read_idrid(path: Path, images: Path | None = None) -> Labelled:
         labels = csvs[0]
     if not labels.is_file():
         raise DataError(f"{labels}: no such file")
-    rows = [(i, g, i) for i, g in parse_idrid(_read_text(labels), labels.name)]
+    rows = [(i, g, IDRID_DUPLICATES.get(i, i)) for i, g in parse_idrid(_read_text(labels), labels.name)]
     if images is None:
         part = "b. Testing Set" if "test" in labels.name.lower() else "a. Training Set"
         cands = [labels.parent, labels.parent.parent / "1. Original Images" / part]
@@ -280,6 +287,71 @@ def split_by_group(records: Sequence[Record], val: float, seed: int) -> tuple[li
         chosen.add(groups[k])
         taken += sizes[groups[k]]
     return [r for r in records if r.group not in chosen], [r for r in records if r.group in chosen]
+
+
+def held_out_names(records: Sequence[Record], share: float, seed: int, include: Sequence[str] = ()) -> list[str]:
+    """A test set that no training run may touch: ``share`` of each grade, by group.
+
+    Groups are drawn per grade (a group's grade is its first record's) in a seeded
+    order until each grade has its share; the groups of the ids in ``include`` (for
+    example the viewer's bundled samples, which must be unseen) are taken first and
+    count towards their grade. Returns the ids, sorted.
+    """
+    if not 0 < share < 1:
+        raise ValueError("share must be in (0, 1)")
+    by_group: dict[str, list[Record]] = {}
+    for r in records:
+        by_group.setdefault(r.group, []).append(r)
+    ids = {r.id: r.group for r in records}
+    missing = [i for i in include if i not in ids]
+    if missing:
+        raise DataError(f"held-out set: {', '.join(missing)} not in the data")
+    chosen = {ids[i] for i in include}
+    rng = np.random.default_rng(seed)
+    for grade in range(N_GRADES):
+        groups = sorted(g for g, rs in by_group.items() if rs[0].label == grade)
+        target = round(share * sum(len(by_group[g]) for g in groups))
+        taken = sum(len(by_group[g]) for g in groups if g in chosen)
+        for k in rng.permutation(len(groups)):
+            if taken >= target:
+                break
+            if groups[k] not in chosen:
+                chosen.add(groups[k])
+                taken += len(by_group[groups[k]])
+    return sorted(r.id for r in records if r.group in chosen)
+
+
+def read_id_list(path: str | os.PathLike) -> list[str]:
+    """Image ids, one per line (``#`` starts a comment; blank lines are skipped)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(f"{p}: no such list of image ids")
+    return [line.split("#", 1)[0].strip() for line in _read_text(p).splitlines() if line.split("#", 1)[0].strip()]
+
+
+def select(data: Labelled, only: str | os.PathLike | None = None,
+           exclude: str | os.PathLike | None = None) -> Labelled:
+    """Keep the records named in the list ``only``, drop those in ``exclude``.
+
+    What is left out is counted in ``excluded``, under the list's file name, so that a
+    checkpoint's card and an evaluation report say which images were held out.
+    """
+    records, excluded = list(data.records), dict(data.excluded)
+    if only is not None:
+        keep = {i.lower() for i in read_id_list(only)}
+        n = len(records)
+        records = [r for r in records if r.id.lower() in keep or Path(r.id).stem.lower() in keep]
+        if not records:
+            raise DataError(f"--only {Path(only).name}: none of its ids is in {data.name}")
+        if n - len(records):
+            excluded[f"not in {Path(only).name}"] = n - len(records)
+    if exclude is not None:
+        drop = {i.lower() for i in read_id_list(exclude)}
+        n = len(records)
+        records = [r for r in records if r.id.lower() not in drop and Path(r.id).stem.lower() not in drop]
+        if n - len(records):
+            excluded[f"held out by {Path(exclude).name}"] = n - len(records)
+    return Labelled(data.name, records, excluded)
 
 
 # ---------------------------------------------------------------------- datasets
@@ -362,8 +434,16 @@ def check_data_arguments(args: argparse.Namespace) -> None:
             raise DataError("give either --synthetic N or --dataset/--data, not both")
         if args.synthetic < 1:
             raise DataError("--synthetic needs N >= 1")
+        if getattr(args, "only", None) or getattr(args, "exclude", None):
+            raise DataError("--only and --exclude name images of a --dataset, not of --synthetic")
     elif not (args.dataset and args.data):
         raise DataError("name the data: --dataset KIND --data PATH, or --synthetic N --seed S")
+
+
+def read_selected(args: argparse.Namespace, path: str | os.PathLike | None = None) -> Labelled:
+    """The data set the options name (``path`` instead of ``--data``), after ``--only``/``--exclude``."""
+    data = read_dataset(args.dataset, path or args.data, args.images)
+    return select(data, getattr(args, "only", None), getattr(args, "exclude", None))
 
 
 def describe_synthetic(n: int, seed: int) -> dict[str, Any]:

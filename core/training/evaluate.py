@@ -30,7 +30,7 @@ from .datasets import (
     check_data_arguments,
     describe_path,
     describe_synthetic,
-    read_dataset,
+    read_selected,
 )
 from .sampling import ShardSampler, batches
 
@@ -83,7 +83,7 @@ def labelled_dataset(args: argparse.Namespace) -> tuple[Dataset, dict[str, Any]]
     check_data_arguments(args)
     if args.synthetic is not None:
         return SyntheticDataset(args.synthetic, args.seed), describe_synthetic(args.synthetic, args.seed)
-    data = read_dataset(args.dataset, args.data, args.images)
+    data = read_selected(args)
     if not data.records:
         raise DataError(f"{args.dataset}: no labelled images found")
     desc = data.describe()

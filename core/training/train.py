@@ -29,7 +29,7 @@ from ..errors import OptionError
 from ..model import CONV_LAYERS, DRNet, count_parameters
 from ..provenance import command_line
 from ..serialise import dumps, json_safe
-from ..weights import IMAGENET, save_checkpoint
+from ..weights import IMAGENET, PAPER, load_weights, save_checkpoint
 from . import metrics
 from .augment import BatchTransform
 from .datasets import (
@@ -39,7 +39,7 @@ from .datasets import (
     check_data_arguments,
     describe_path,
     describe_synthetic,
-    read_dataset,
+    read_selected,
     split_by_group,
 )
 from .evaluate import predict, resolve_device
@@ -111,10 +111,10 @@ def build_data(args: argparse.Namespace) -> tuple[Dataset, Dataset | None, dict[
         desc = {"train": describe_synthetic(args.synthetic, args.seed),
                 "validation": describe_synthetic(n_val, val_seed) if n_val else None, "synthetic": True}
         return train, val, desc
-    data = read_dataset(args.dataset, args.data, args.images)
+    data = read_selected(args)
     desc: dict[str, Any] = {"train": data.describe() | {"source": describe_path(args.data)}, "synthetic": False}
     if args.val_data:
-        val_data = read_dataset(args.dataset, args.val_data, args.images)
+        val_data = read_selected(args, args.val_data)
         train_records, val_records = data.records, val_data.records
         desc["validation"] = val_data.describe() | {"source": describe_path(args.val_data)}
     else:
@@ -153,6 +153,22 @@ def parse_widths(text: str | None) -> tuple[int, ...] | None:
     if len(out) != 15 or min(out) < 1:
         raise OptionError(f"--widths needs 15 positive channel counts, got {len(out)}")
     return None if tuple(out) == PAPER_WIDTHS else tuple(out)
+
+
+def initialise(model: DRNet, weights: str) -> dict[str, Any]:
+    """Start ``model`` from another checkpoint of ours (fine-tuning); return what it was.
+
+    The published weights carry no licence: nothing trained from them may be bundled or
+    shared, so they (by name or by their sha256) are refused as a starting point.
+    """
+    lm = load_weights(weights)
+    if lm.sha256 == PAPER.sha256:
+        raise OptionError("--init: the published weights carry no licence; a model trained from them "
+                          "could not be shared. Start from your own checkpoint (e.g. --init demo) or from scratch")
+    if lm.network.widths != model.widths:
+        raise OptionError(f"--init {weights}: its layer widths differ from --widths")
+    model.load_state_dict(lm.network.state_dict())
+    return {"weights": lm.name, "sha256": lm.sha256, "training_data": lm.meta.get("training_data")}
 
 
 # ----------------------------------------------------------------- the loop
@@ -204,7 +220,10 @@ class Trainer:
             self.train_ds = preload(self.train_ds, args.workers, where, progress=show)
             if self.val_ds is not None:
                 self.val_ds = preload(self.val_ds, args.workers, where, progress=show)
-        self.model = DRNet(widths).to(device, memory_format=torch.channels_last)
+        self.model = DRNet(widths)
+        if getattr(args, "init", None):
+            self.data_desc["init"] = initialise(self.model, args.init)
+        self.model = self.model.to(device, memory_format=torch.channels_last)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=args.lr)
         self.loss_fn = make_loss(args.loss)
         self.state: dict[str, Any] = {"epoch": 0, "best_kappa": -math.inf, "best_epoch": None, "history": [],
