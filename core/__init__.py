@@ -1,7 +1,7 @@
 """Interpretable diabetic retinopathy grading: the network and score propagation of
 de la Torre, Valls & Puig (2017/2020), with no user interface.
 
-    model = core.load_weights("paper")        # or "demo", or a path
+    model = core.load_weights("paper")        # or "idrid", "demo", or a path
     fundus = core.read_fundus("eye.jpg")
     exp = core.explain(model, fundus)
     exp.scores, exp.probabilities, exp.grade
@@ -11,6 +11,7 @@ de la Torre, Valls & Puig (2017/2020), with no user interface.
     exp.mask(grade=4, k=2.0)                   # pixels above k sigma
 """
 
+from . import card
 from .errors import CoreError
 from .explanation import PARTS, Explanation, LayerMaps, explain, threshold_mask
 from .fundus import IMAGE_SUFFIXES, MAX_BYTES, Assessment, Check, Fundus, FundusReadError, read_fundus
@@ -28,6 +29,7 @@ from .weights import (
 )
 
 __all__ = [
+    "card",
     "CONV_LAYERS",
     "Assessment",
     "Check",

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
+from . import card
 from .fundus import Fundus
 from .model import CONV_LAYERS, GRADE_NAMES, INPUT_SIZE, LayerSpec, softmax
 from .propagation import Precision, Propagation, propagate
@@ -38,10 +40,12 @@ class LayerMaps:
 class Explanation:
     """Scores and their decomposition for one fundus image and one model."""
 
-    def __init__(self, prop: Propagation, fundus: Fundus, weights_name: str, weights_sha256: str) -> None:
+    def __init__(self, prop: Propagation, fundus: Fundus, weights_name: str, weights_sha256: str,
+                 weights_meta: Mapping[str, Any] | None = None) -> None:
         self.fundus = fundus
         self.weights_name = weights_name
         self.weights_sha256 = weights_sha256
+        self.weights_meta: Mapping[str, Any] = weights_meta or {}
         self.scores = prop.scores
         self.features = prop.features
         self.bias = prop.bias
@@ -222,7 +226,7 @@ class Explanation:
             "gradable": self.gradable,
             "quality": self.quality.as_dict() if self.quality is not None else None,
             "grade_names": list(GRADE_NAMES),
-            "weights": {"name": self.weights_name, "sha256": self.weights_sha256},
+            "weights": card.summary(self.weights_name, self.weights_sha256, self.weights_meta),
             "image": {
                 "source": self.fundus.source,
                 "original_size": list(self.fundus.original_size),
@@ -280,7 +284,7 @@ def explain(model: LoadedModel, fundus: Fundus, precision: Precision = "float32"
     if fundus.image.shape != (INPUT_SIZE, INPUT_SIZE, 3):
         raise ValueError(f"fundus image must be {INPUT_SIZE}x{INPUT_SIZE}x3, got {fundus.image.shape}")
     x = model.normalisation.to_tensor(fundus.image)
-    return Explanation(propagate(model.network, x, precision=precision), fundus, model.name, model.sha256)
+    return Explanation(propagate(model.network, x, precision=precision), fundus, model.name, model.sha256, model.meta)
 
 
 __all__ = ["PARTS", "Explanation", "LayerMaps", "explain", "threshold_mask"]

@@ -30,6 +30,8 @@ def test_register_refuses_an_incomplete_card():
         (dataclasses.replace(good, name="x", meta={"title": "x"}), "meta lacks"),
         (dataclasses.replace(good, name="x", sha256="730173b0"), "sha256 must be 64"),
         (dataclasses.replace(good, name="x", bundled=None, url=None), "download address"),
+        (dataclasses.replace(good, name="x", meta={**good.meta, "evaluations": [{"quadratic_weighted_kappa": 0.9}]}),
+         "figures with their data"),  # a figure without its data
     ]:
         with pytest.raises(W.WeightsError, match=words):
             W.register(bad)
@@ -41,6 +43,7 @@ def test_paper_entry_is_the_published_file():
     assert e.sha256 == "730173b044540b24c3c7c150248f624a728de2c6167d0baed1e46ffb49b9a206"
     assert e.meta["metrics"]["validation_quadratic_weighted_kappa"] == 0.814
     assert e.meta["metrics"]["test_quadratic_weighted_kappa"] == 0.801
+    assert [(ev["n"], ev["real"]) for ev in e.meta["evaluations"]] == [(413, True), (10_000, True)]
     assert e.normalisation.mean == (0.485, 0.456, 0.406)
 
 
@@ -206,7 +209,7 @@ def test_a_corrupt_cached_copy_is_not_available_and_fetch_replaces_it(tmp_path, 
     cached.write_bytes(path.read_bytes()[:1000])  # truncated
     assert not W.is_available("c") and W.locate(entry) is None
     monkeypatch.setattr(W, "DEFAULT", entry)
-    assert W.default_name() == "demo"  # the bundled demo, not the broken preferred entry
+    assert W.default_name() == "idrid"  # the bundled model, not the broken preferred entry
     with pytest.raises(W.WeightsError, match="fails its sha256 check.*fetch c"):
         W.load_weights("c")
     assert W.fetch("c") == cached
@@ -231,5 +234,5 @@ def test_a_failed_download_leaks_no_file_descriptor(tmp_path, monkeypatch, tiny_
 
 
 def test_default_entries_are_registry_entries():
-    assert W.DEFAULT is W.REGISTRY["paper"] and W.FALLBACK is W.REGISTRY["demo"]
+    assert W.DEFAULT is W.REGISTRY["paper"] and W.FALLBACK is W.REGISTRY["idrid"]
     assert W.DEFAULT.url and W.FALLBACK.bundled

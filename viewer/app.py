@@ -35,10 +35,10 @@ def model_section() -> core.LoadedModel | None:
         if problem:
             st.error(f"The weights on this machine could not be loaded: {problem}")
         clicked = controls.download_weights_ui()
-    elif model.is_synthetic:
+    elif not model.is_published:
         banner, button = st.columns([3.3, 1], vertical_alignment="center")
         with banner:
-            render.draw_synthetic_banner()
+            render.draw_bundled_banner(model)
         with button:
             clicked = controls.download_weights_ui(stretch=True)
     if clicked:
@@ -116,7 +116,7 @@ def main() -> None:
             st.session_state["own_grade"] = None
         reference = references.get(choice.name) if choice.kind == "sample" else None
         with st.container(key="ungradable_output" if ungradable else "scores"):
-            render.draw_scores(res.exp, synthetic=model.is_synthetic, reference=reference)
+            render.draw_scores(res.exp, model, reference=reference)
     with explore_slot.container(key="ungradable_maps" if ungradable else "maps"):
         explore(res)
     state.warm_in_background(res)

@@ -92,18 +92,9 @@ def draw_research_note() -> None:
 
 def draw_model_line(model: core.LoadedModel) -> None:
     meta = model.meta
-    metrics = meta.get("metrics") or {}
-    kappa = metrics.get("validation_quadratic_weighted_kappa")
-    bits = [f"**Model:** {meta.get('title', model.name)}"]
-    if kappa is not None:
-        bits.append(f"validation kappa {kappa:.3f}")
-    bits.append(f"weights sha256 `{model.sha256[:12]}…`")
+    bits = [f"**Model:** {_cell(meta.get('title', model.name))}", _cell(core.card.headline(meta)),
+            f"weights sha256 `{model.sha256[:12]}…`"]
     st.markdown(" · ".join(bits))
-
-
-def _pretty_key(k: str) -> str:
-    """``referable_dr_sensitivity_test`` -> ``referable DR sensitivity test``."""
-    return " ".join("DR" if w == "dr" else w for w in k.split("_"))
 
 
 def _cell(text: Any) -> str:
@@ -118,9 +109,10 @@ def draw_model_card(model: core.LoadedModel) -> None:
             ("Weights", f"`{model.name}`" + (" (trained on synthetic images)" if model.is_synthetic else "")),
             ("Training data", str(meta.get("training_data", "not stated"))),
         ]
-        metrics = meta.get("metrics") or {}
-        if metrics:
-            rows.append(("Metrics", "; ".join(f"{_pretty_key(k)} {v}" for k, v in metrics.items())))
+        measured = core.card.evaluations(meta)
+        rows += [("Measured" if i == 0 else "", core.card.statement(e, detail=True)) for i, e in enumerate(measured)]
+        if not any(e.get("real") for e in measured):
+            rows.append(("Real photographs", "never measured on real photographs"))
         rows += [
             ("Licence", str(meta.get("licence", "not stated"))),
             ("Intended use", str(meta.get("intended_use", "research"))),
@@ -135,11 +127,18 @@ def draw_model_card(model: core.LoadedModel) -> None:
         st.markdown("\n".join(["| | |", "|---|---|", *[f"| **{a}** | {_cell(b)} |" for a, b in rows]]))
 
 
-def draw_synthetic_banner() -> None:
+def draw_bundled_banner(model: core.LoadedModel) -> None:
+    """The standing warning above a page that runs on a model of ours, not the published one."""
+    if model.is_synthetic:
+        head = ("**Demo model trained on synthetic images only: not for clinical use.** "
+                "Its grades and maps only illustrate the method.")
+    else:
+        head = (f"**{_cell(model.meta.get('title', model.name))}: not for clinical use.** "
+                f"Measured: {_cell(core.card.headline(model.meta))}.")
+    paper = core.card.statement(core.card.evaluations(core.REGISTRY["paper"].meta)[0])
     st.error(
-        "**Demo model trained on synthetic images only: not for clinical use.** "
-        "Its grades and maps only illustrate the method. For real photographs, download the published "
-        "weights (trained on 75,650 EyePACS photographs; verified against their sha256).",
+        f"{head} The published weights, trained on 75,650 EyePACS photographs ({paper}), "
+        "are one download away (verified against their sha256).",
         icon="⚠️",
     )
 
@@ -203,9 +202,11 @@ def reference_line(reference: Reference, model_grade: int) -> str:
     return f"**Reference** ({reference.source}): {grade_label(reference.grade)} · {verdict}."
 
 
-def draw_scores(exp: core.Explanation, synthetic: bool = False, reference: Reference | None = None) -> None:
-    if synthetic:
+def draw_scores(exp: core.Explanation, model: core.LoadedModel, reference: Reference | None = None) -> None:
+    if model.is_synthetic:
         st.markdown(":red-badge[:material/warning: Demo model, trained on synthetic images: not a diagnosis]")
+    elif not model.is_published:
+        st.markdown(":red-badge[:material/warning: Bundled research model, not the published one: not a diagnosis]")
     if not exp.gradable:
         st.markdown(":grey-badge[:material/block: Model output for an ungradable photograph: not a grade]")
     heading = "The model's grade" if exp.gradable else "The model's output (ungradable photograph)"

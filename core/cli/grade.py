@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..card import headline
 from ..errors import CoreError
 from ..fundus import IMAGE_SUFFIXES, FundusReadError, read_fundus
 from ..model import GRADE_NAMES, N_GRADES, softmax
@@ -65,14 +66,15 @@ def run(args: argparse.Namespace) -> int:
     with open(args.csv, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["file", "grade", "grade_name"] + [f"score_{g}" for g in grades] + [f"probability_{g}" for g in grades]
-                   + ["gradable", "quality", "warnings", "error"])
+                   + ["gradable", "quality", "warnings", "error", "weights", "weights_measured"])
+        about = [f"{model.name} (sha256 {model.sha256[:12]})", headline(model.meta)]
         for p in tqdm(files, desc="grading", unit="img", file=sys.stderr, disable=args.quiet):
             rel = p.relative_to(folder).as_posix()
             try:
                 fundus = read_fundus(p, name=p.name)
             except FundusReadError as e:
                 failed += 1
-                w.writerow([rel, "", ""] + [""] * (2 * N_GRADES) + ["", "", "", str(e)])
+                w.writerow([rel, "", ""] + [""] * (2 * N_GRADES) + ["", "", "", str(e)] + about)
                 continue
             s = forward_scores(model.network, model.normalisation.to_tensor(fundus.image))[0].astype(np.float64)
             prob = softmax(s)
@@ -82,9 +84,9 @@ def run(args: argparse.Namespace) -> int:
             ungradable += not gradable
             grade_cells = [g, GRADE_NAMES[g]] if gradable else ["", "ungradable: retake the photograph"]
             w.writerow([rel, *grade_cells] + [f"{v:.4f}" for v in s] + [f"{v:.6f}" for v in prob]
-                       + [str(gradable).lower(), quality_cell(quality), "; ".join(fundus.warnings), ""])
+                       + [str(gradable).lower(), quality_cell(quality), "; ".join(fundus.warnings), ""] + about)
     graded = len(files) - failed - ungradable
-    print(f"graded {graded} of {len(files)} images with '{model.name}' -> {args.csv}"
+    print(f"graded {graded} of {len(files)} images with '{model.name}' ({headline(model.meta)}) -> {args.csv}"
           + (f"; {ungradable} ungradable (see the quality column)" if ungradable else "")
           + (f"; {failed} unreadable (see the error column)" if failed else ""))
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..card import headline
 from ..errors import CoreError
 from ..weights import REGISTRY, corrupt_copy, fetch, load_weights, locate, sha256_of, unverified_copies
 from .common import progress_bar
@@ -28,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
                 where = f"{bad[0]} FAILS its sha256 check (python -m core weights fetch {name} replaces it)"
             else:
                 where = "not on this machine" + (" (python -m core weights fetch " + name + ")" if entry.url else "")
-            print(f"{name:8s} {entry.meta.get('title', '')}\n         sha256 {entry.sha256}\n         {where}")
+            print(f"{name:8s} {entry.meta.get('title', '')}\n         sha256 {entry.sha256}\n         {where}\n"
+                  f"         measured: {headline(entry.meta)}")
         return 0
     if args.action == "fetch":
         if not args.names:

@@ -26,7 +26,9 @@ def test_explain_writes_the_documented_files(tmp_path, paper_model):
     out = tmp_path / "retina"
     s = json.loads((out / "scores.json").read_text())
     assert len(s["scores"]) == 5 and len(s["probabilities"]) == 5 and s["grade"] == 0
-    assert s["weights"] == {"name": "paper", "sha256": paper_model.sha256}
+    assert s["weights"]["name"] == "paper" and s["weights"]["sha256"] == paper_model.sha256
+    assert s["weights"]["trained_on"].startswith("EyePACS") and s["weights"]["clinical_use"] is False
+    assert s["weights"]["measured"][0].startswith("kappa 0.798 (95% CI 0.752–0.838)")  # each figure with its data
     assert len(s["conservation"]["grades"]) == 5
     for g in s["conservation"]["grades"]:
         assert g["relative_error"] <= 1e-4 and {"input_map_sum", "constants_sum", "bias", "total_map_sum"} <= set(g)
@@ -90,6 +92,8 @@ def test_grade_folder_reports_bad_files_and_goes_on(tmp_path):
         p = [float(row[f"probability_{g}"]) for g in range(5)]
         assert sum(p) == pytest.approx(1.0, abs=1e-4)
     assert "1 unreadable" in r.stdout
+    for row in rows:  # every row names the model, and its figures only with their data (none stated here)
+        assert row["weights"].startswith("tiny.pt (sha256 ") and row["weights_measured"] == "no measured figures stated"
 
 
 def test_weights_list_and_verify(tmp_path):

@@ -1,10 +1,10 @@
 """Shared helpers for the viewer's tests: which model the page uses, the real photograph.
 
 The page picks its model itself (``core.default_name()``): the published weights when they
-are on the machine, otherwise the bundled demo model. The page tests take the fixture
+are on the machine, otherwise the bundled ``idrid`` model. The page tests take the fixture
 ``page_model``, parametrized over both:
 
-- ``demo``: no published weights anywhere the page looks (an empty ``$DR_WEIGHTS_DIR`` and an
+- ``idrid``: no published weights anywhere the page looks (an empty ``$DR_WEIGHTS_DIR`` and an
   empty cache), as on a fresh clone; it always runs;
 - ``paper`` (marked ``paper``): the published weights, found through ``$DR_WEIGHTS_DIR`` or,
   as a fallback for developers and CI, in ``shared/weights`` beside the repository. They are
@@ -51,12 +51,12 @@ def retina_bytes() -> bytes:
 
 # ----------------------------------------------------------------------------- the page's model
 
-MODELS = (pytest.param("demo", id="demo"), pytest.param("paper", id="paper", marks=pytest.mark.paper))
+MODELS = (pytest.param("idrid", id="idrid"), pytest.param("paper", id="paper", marks=pytest.mark.paper))
 
 
 @pytest.fixture(params=MODELS)
 def page_model(request, monkeypatch, tmp_path_factory) -> PageModel:
-    """The page's model, "demo" (always) and "paper" (where the published weights are).
+    """The page's model, "idrid" (always) and "paper" (where the published weights are).
 
     Sets its environment in this process (AppTest runs the page here) for the test only.
     A test for one of them only says ``@pytest.mark.parametrize("page_model", [...], indirect=True)``.

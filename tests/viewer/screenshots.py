@@ -1,7 +1,7 @@
 """Refresh the README's screenshots (assets/screenshots/) on purpose; the tests never write there.
 
     python -m tests.viewer.screenshots                 # the published weights, into assets/screenshots/
-    python -m tests.viewer.screenshots --out /tmp/shots --model demo
+    python -m tests.viewer.screenshots --out /tmp/shots --model idrid
 
 Runs from the repository root: starts ``streamlit run viewer/app.py`` on a free port, walks the
 page through in Debian's Chromium as tests/viewer/test_browser.py does (checking every number
@@ -27,7 +27,7 @@ DEFAULT_OUT = REPO / "assets" / "screenshots"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.viewer.screenshots", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for the pictures (default {DEFAULT_OUT})")
-    parser.add_argument("--model", choices=("paper", "demo"), default="paper",
+    parser.add_argument("--model", choices=("paper", "idrid"), default="paper",
                         help="the weights the page uses (default: paper, as in the README)")
     args = parser.parse_args(argv)
 

@@ -1,7 +1,7 @@
 """The clinician's page driven headless through Streamlit's AppTest.
 
 Every number the page shows is compared with what ``core`` computes on the same bytes, with
-the model the page picks itself: the bundled demo model (always) and the published weights
+the model the page picks itself: the bundled model (always) and the published weights
 (``paper``, where they are on the machine); see ``page_model`` in conftest.py.
 """
 
@@ -86,13 +86,13 @@ def banners(at: AppTest) -> list[str]:
 
 
 def errors(at: AppTest) -> list[str]:
-    """The page's error boxes, less the demo model's standing banner (see ``check_banner``)."""
+    """The page's error boxes, less the bundled model's standing banner (see ``check_banner``)."""
     return [e.value for e in at.error if BANNER not in e.value]
 
 
 def check_banner(at: AppTest, model) -> None:
-    """The red banner above the page: once with the demo model, never with the published weights."""
-    assert len(banners(at)) == (1 if model.synthetic else 0), [e.value for e in at.error]
+    """The red banner above the page: once with the bundled model, never with the published weights."""
+    assert len(banners(at)) == (1 if model.bundled else 0), [e.value for e in at.error]
 
 
 @pytest.fixture
@@ -105,7 +105,7 @@ def page(page_model, retina_bytes) -> AppTest:
 
 # ----------------------------------------------------------------------------- tests
 SHA256 = {"paper": "730173b044540b24c3c7c150248f624a728de2c6167d0baed1e46ffb49b9a206",
-          "demo": "87ac4861bb3d66122b849ec4d0d07d6aeb0bba35e0eefa194495a782a2a7141f"}
+          "idrid": core.REGISTRY["idrid"].sha256}  # checked against its file in tests/training/test_bundled_model.py
 
 
 def test_empty_page_asks_for_a_photograph(page_model):
@@ -115,14 +115,17 @@ def test_empty_page_asks_for_a_photograph(page_model):
     card = find(at, "| | |")
     assert SHA256[page_model.name] in card
     assert "385,877" in card and "Licence" in card
-    if page_model.synthetic:
-        assert "trained on synthetic images" in card and "EyePACS" not in card
-        assert find(at, "**Model:**").startswith("**Model:** Demo weights trained on synthetic fundus images only")
+    line = find(at, "**Model:**")
+    if page_model.bundled:  # every figure with its data, real photographs first
+        assert "IDRiD photographs" in card and "synthetic drawings" in card and "EyePACS" not in card
+        assert line.startswith("**Model:** Bundled model trained by this project on IDRiD photographs")
+        assert line.index("held-out IDRiD photographs (real") < line.index("synthetic drawings")
         assert "1.6 MB" in at.button(key="download_weights").label  # the published weights, one click away
     else:
         assert "EyePACS" in card and "synthetic" not in card
-        assert find(at, "**Model:**").startswith("**Model:** Published weights")
-        assert "validation kappa 0.814" in find(at, "**Model:**")
+        assert line.startswith("**Model:** Published weights")
+        assert "kappa 0.798 (95% CI 0.752–0.838) on 413 IDRiD photographs (real" in line
+    assert "validation kappa" not in line  # never a figure without its data
     assert at.file_uploader(key="upload") is not None
     assert "Photograph · retina-normal.jpg · Wikimedia Commons (a normal eye): grade 0" in at.selectbox(key="sample").options
     assert any("Upload a fundus photograph" in i.value for i in at.info)
@@ -333,8 +336,8 @@ def test_without_weights_the_page_says_how_to_get_them(monkeypatch, tmp_path):
     if core.default_name() is None:
         assert any("No model weights are available" in e.value for e in at.error)
         assert any("DR_WEIGHTS_DIR" in t for t in texts(at))
-    else:  # a bundled demo model: the synthetic-data banner
-        assert any("synthetic" in e.value and "not for clinical use" in e.value for e in at.error)
+    else:  # the bundled model: its banner
+        assert any("not for clinical use" in e.value for e in at.error)
     button.click()
     run(at)
     assert any("Download failed: cannot download 'paper' (offline?" in e.value for e in at.error)
@@ -367,9 +370,9 @@ def test_download_button_fetches_the_weights_then_the_page_uses_them(paper_weigh
     assert any(t.startswith("**Model:** Published weights") for t in texts(at))
 
 
-def test_a_corrupt_cached_copy_falls_back_to_demo_and_the_button_replaces_it(monkeypatch, tmp_path):
+def test_a_corrupt_cached_copy_falls_back_to_the_bundled_model_and_the_button_replaces_it(monkeypatch, tmp_path):
     """A truncated download of the published weights in the cache: the page runs on the
-    bundled demo (not "no weights"), and its download button replaces the bad file."""
+    bundled model (not "no weights"), and its download button replaces the bad file."""
     import dataclasses
 
     import torch
@@ -387,10 +390,10 @@ def test_a_corrupt_cached_copy_falls_back_to_demo_and_the_button_replaces_it(mon
     cached = cw.cache_dir() / entry.filename
     cached.parent.mkdir(parents=True)
     cached.write_bytes(good.read_bytes()[:2000])
-    assert core.default_name() == "demo"
+    assert core.default_name() == "idrid"
     at = new_app()
     assert not any("No model weights are available" in e.value for e in at.error)
-    assert any("synthetic" in e.value and "not for clinical use" in e.value for e in at.error)
+    assert any("not for clinical use" in e.value for e in at.error)
     at.button(key="download_weights").click()
     run(at)
     assert not any(e.value.startswith("Download failed") for e in at.error), [e.value for e in at.error]

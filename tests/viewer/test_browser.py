@@ -1,7 +1,7 @@
 """End to end in a real browser: Debian's Chromium driven by Playwright's Python package.
 
 Starts ``streamlit run viewer/app.py`` on a free port and walks the page through
-(tests/viewer/walkthrough.py): with the bundled demo model, every control, as on a fresh
+(tests/viewer/walkthrough.py): with the bundled model, every control, as on a fresh
 clone; with the published weights (``paper``), the upload, the scores and the first maps.
 Screenshots go to the test's temporary folder; the README's pictures
 (assets/screenshots/) are refreshed only on purpose, by ``python -m tests.viewer.screenshots``.
@@ -45,7 +45,7 @@ def tracked_shots() -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(README_SHOTS.glob("*.png"))}
 
 
-@pytest.mark.parametrize("page_model", ["demo"], indirect=True)
+@pytest.mark.parametrize("page_model", ["idrid"], indirect=True)
 def test_upload_scores_slider_threshold_overlay(chromium, server, core_result, tmp_path):
     shots = tmp_path / "screenshots"
     readme_before = tracked_shots()

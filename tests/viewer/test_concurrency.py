@@ -15,8 +15,8 @@ The tests check each point: threads explaining different images on one model giv
 sequential results and leave every parameter and buffer untouched (values and version
 counters); two AppTest sessions keep their own results; and eight browser contexts on one
 server upload eight different photographs at the same moment and each sees its own scores.
-The page tests run with the bundled demo model (always) and with the published weights
-(``paper``, where present); in the browser, eight clinicians use the demo model and two
+The page tests run with the bundled model (always) and with the published weights
+(``paper``, where present); in the browser, eight clinicians use the bundled model and two
 the published weights (the same code path, at a quarter of the time).
 """
 
@@ -47,7 +47,7 @@ from viewer import render
 APP = REPO / "viewer" / "app.py"
 RETINA = REPO / "tests" / "data" / "retina.jpg"
 SYNTHETIC = REPO / "assets" / "samples" / "synthetic"
-CLINICIANS = {"demo": 8, "paper": 2}  # browser contexts at once, per model
+CLINICIANS = {"idrid": 8, "paper": 2}  # browser contexts at once, per model
 
 
 fmt = render.fmt_score  # the page's formatter, pinned in test_pieces.py
@@ -176,7 +176,7 @@ def test_two_sessions_keep_their_own_results(page_model):
         at.run()
         assert not at.exception
         assert [e.value for e in at.error if BANNER not in e.value] == []
-        assert len(at.error) == (1 if page_model.synthetic else 0)  # the demo model's banner
+        assert len(at.error) == (1 if page_model.bundled else 0)  # the bundled model's banner
         table = next(m.value for m in at.markdown if m.value.startswith("| Grade | Score |"))
         shown = [re.sub(r"\*", "", line.split("|")[2]).strip() for line in table.splitlines()[2:]]
         assert shown == expected[n], n
@@ -236,7 +236,7 @@ async def _all_at_once(chromium: str, url: str, photos: dict[str, tuple[bytes, s
 @pytest.mark.browser
 @pytest.mark.slow
 def test_eight_clinicians_at_once(page_model, tmp_path):
-    """Eight at once with the demo model; two (a smoke test of the same path) with the published weights."""
+    """Eight at once with the bundled model; two (a smoke test of the same path) with the published weights."""
     chromium = chromium_path()
     photos = eight_photographs()
     assert len(photos) == 8

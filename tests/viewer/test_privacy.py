@@ -4,7 +4,7 @@ on this machine only unless exposed on purpose.
 The browser test runs ``streamlit run viewer/app.py`` as a user would, from the repository,
 with a fresh, empty ``HOME``, ``TMPDIR`` and ``XDG_*`` folders and ``DR_WEIGHTS_DIR`` set (so
 nothing is needed from the real home): to an empty folder, so that the page uses the bundled
-demo model (the whole scenario below), or to the published weights' folder (``paper``: the
+model (the whole scenario below), or to the published weights' folder (``paper``: the
 upload and its maps only). The server runs under a Python audit hook that logs every file it
 opens for writing, creates, renames or links (Python-level, all threads).
 Chromium (Playwright) has its own profile, ``HOME`` and ``TMPDIR`` in a separate folder that
@@ -206,11 +206,11 @@ def other_local_addresses() -> list[str]:
 @pytest.mark.browser
 @pytest.mark.slow
 def test_no_image_bytes_are_written_anywhere(page_model, tmp_path, monkeypatch, request):
-    """With the demo model: the whole scenario; with the published weights: the upload and its
+    """With the bundled model: the whole scenario; with the published weights: the upload and its
     maps only (a smoke test: the same server code, another weights file read)."""
     from playwright.sync_api import sync_playwright
 
-    full = page_model.synthetic
+    full = page_model.bundled
 
     chromium = chromium_path()
     data = unique_photograph()
@@ -234,7 +234,7 @@ def test_no_image_bytes_are_written_anywhere(page_model, tmp_path, monkeypatch, 
         "XDG_DATA_HOME": str(home / ".local" / "share"),
         "XDG_STATE_HOME": str(home / ".local" / "state"),
         "XDG_RUNTIME_DIR": str(run),
-        "DR_WEIGHTS_DIR": page_model.env["DR_WEIGHTS_DIR"],  # demo: an empty folder; XDG_CACHE_HOME is empty too
+        "DR_WEIGHTS_DIR": page_model.env["DR_WEIGHTS_DIR"],  # idrid: an empty folder; XDG_CACHE_HOME is empty too
         "DR_AUDIT_LOG": str(evidence / "audit.log"),
     }
     fresh = (home, tmp, run)
