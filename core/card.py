@@ -47,7 +47,7 @@ def evaluations(meta: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _number(v: Any) -> str | None:
-    return f"{float(v):.3f}".rstrip("0").rstrip(".") if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    return f"{float(v):.3f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 def statement(ev: Mapping[str, Any], detail: bool = False) -> str:

@@ -169,7 +169,7 @@ IDRID = WeightsEntry(
     bundled=ASSETS / "weights" / "idrid-real.pt",
     normalisation=IMAGENET,
     meta={
-        "title": "Bundled model trained by this project on IDRiD photographs",
+        "title": "Bundled model trained by this project on 272 IDRiD photographs",
         "num_params": 385_877,
         "widths": None,
         "training_data": (

@@ -110,7 +110,8 @@ def draw_model_card(model: core.LoadedModel) -> None:
             ("Training data", str(meta.get("training_data", "not stated"))),
         ]
         measured = core.card.evaluations(meta)
-        rows += [("Measured" if i == 0 else "", core.card.statement(e, detail=True)) for i, e in enumerate(measured)]
+        rows += [(f"Measured on {'real photographs' if e.get('real') else 'drawings'}", core.card.statement(e, detail=True))
+                 for e in measured]
         if not any(e.get("real") for e in measured):
             rows.append(("Real photographs", "never measured on real photographs"))
         rows += [
@@ -124,7 +125,8 @@ def draw_model_card(model: core.LoadedModel) -> None:
             rows.append(("Source", str(meta["_source"])))
         if meta.get("_paper"):
             rows.append(("Paper", str(meta["_paper"])))
-        st.markdown("\n".join(["| | |", "|---|---|", *[f"| **{a}** | {_cell(b)} |" for a, b in rows]]))
+        (head, first), rest = rows[0], rows[1:]  # the first row is the table's header: no empty row above it
+        st.markdown("\n".join([f"| {head} | {_cell(first)} |", "|---|---|", *[f"| **{a}** | {_cell(b)} |" for a, b in rest]]))
 
 
 def draw_bundled_banner(model: core.LoadedModel) -> None:
@@ -134,11 +136,11 @@ def draw_bundled_banner(model: core.LoadedModel) -> None:
                 "Its grades and maps only illustrate the method.")
     else:
         head = (f"**{_cell(model.meta.get('title', model.name))}: not for clinical use.** "
-                f"Measured: {_cell(core.card.headline(model.meta))}.")
+                "What each of its figures was measured on is on the model line below.")
     paper = core.card.statement(core.card.evaluations(core.REGISTRY["paper"].meta)[0])
     st.error(
-        f"{head} The published weights, trained on 75,650 EyePACS photographs ({paper}), "
-        "are one download away (verified against their sha256).",
+        f"{head} The published weights, trained on 75,650 EyePACS photographs, are one download "
+        f"away (verified against their sha256): {paper}.",
         icon="⚠️",
     )
 

@@ -112,13 +112,13 @@ def test_empty_page_asks_for_a_photograph(page_model):
     at = new_app()
     assert "Diabetic retinopathy" in at.title[0].value
     assert any("not a medical device" in t for t in texts(at))
-    card = find(at, "| | |")
+    card = find(at, "| Weights | ")
     assert SHA256[page_model.name] in card
     assert "385,877" in card and "Licence" in card
     line = find(at, "**Model:**")
     if page_model.bundled:  # every figure with its data, real photographs first
         assert "IDRiD photographs" in card and "synthetic drawings" in card and "EyePACS" not in card
-        assert line.startswith("**Model:** Bundled model trained by this project on IDRiD photographs")
+        assert line.startswith("**Model:** Bundled model trained by this project on 272 IDRiD photographs")
         assert line.index("held-out IDRiD photographs (real") < line.index("synthetic drawings")
         assert "1.6 MB" in at.button(key="download_weights").label  # the published weights, one click away
     else:
@@ -422,7 +422,7 @@ def test_synthetic_model_shows_the_banner(monkeypatch, tmp_path, retina_bytes):
     banner = [e.value for e in at.error if "synthetic" in e.value]
     assert banner and "not for clinical use" in banner[0]
     assert "1.6 MB" in at.button(key="download_weights").label
-    assert "trained on synthetic images" in find(at, "| | |")
+    assert "trained on synthetic images" in find(at, "| Weights | ")
     upload(at, RETINA.name, retina_bytes)
     assert len(score_rows(at)) == 5 and has(at, "**Conservation:**")
 
