@@ -9,7 +9,6 @@ network changed, not chance.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +17,11 @@ import torch
 
 from core import card
 from core import weights as W
-from core.cli import main
 from core.model import DRNet, count_parameters
 from core.training.datasets import parse_idrid, read_id_list
 from core.training.metrics import quadratic_weighted_kappa
 from tests.conftest import require_real_data
+from tests.training.grading import grade_files
 
 ROOT = Path(__file__).resolve().parents[2]
 HELD_OUT = ROOT / "assets" / "splits" / "idrid-grading-heldout.txt"
@@ -72,14 +71,7 @@ def real():
 
 
 def _grade(files, tmp_path, name):
-    folder = tmp_path / name
-    folder.mkdir()
-    for f in files:
-        (folder / f.name).symlink_to(f)
-    out = tmp_path / f"{name}.csv"
-    assert main(["grade", str(folder), "--csv", str(out), "--weights", "idrid", "--quiet"]) == 0
-    with open(out, newline="") as fh:
-        return {r["file"]: r for r in csv.DictReader(fh)}
+    return {r["file"]: r for r in grade_files(files, tmp_path, name, "idrid")}
 
 
 def test_it_grades_the_bundled_samples_close_to_their_reference(tmp_path):

@@ -7,15 +7,13 @@ changed, not chance.
 
 from __future__ import annotations
 
-import csv
-
 import numpy as np
 import pytest
 
-from core.cli import main
 from core.training.datasets import parse_idrid
 from core.training.metrics import quadratic_weighted_kappa
 from tests.conftest import require_paper, require_real_data
+from tests.training.grading import grade_files
 
 # Every tenth photograph of the 413 in name order, the first 40 of them: a fixed subset.
 SUBSET = 40
@@ -29,22 +27,10 @@ def real():
     return require_real_data()
 
 
-def _grade_files(files, tmp_path, name):
-    """``python -m core grade`` on a folder holding just ``files`` (links, nothing copied)."""
-    folder = tmp_path / name
-    folder.mkdir()
-    for f in files:
-        (folder / f.name).symlink_to(f)
-    out = tmp_path / f"{name}.csv"
-    assert main(["grade", str(folder), "--csv", str(out), "--weights", "paper", "--quiet"]) == 0
-    with open(out, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
 def test_kappa_on_a_fixed_subset_of_idrid_grading(real, tmp_path):
     labels = dict(parse_idrid((real / "idrid-grading-train" / "Training_Labels.csv").read_text(encoding="utf-8-sig")))
     names = sorted(labels)[::10][:SUBSET]
-    rows = _grade_files([real / "idrid-grading-train" / "images" / f"{n}.jpg" for n in names], tmp_path, "subset")
+    rows = grade_files([real / "idrid-grading-train" / "images" / f"{n}.jpg" for n in names], tmp_path, "subset", "paper")
     assert len(rows) == SUBSET and not any(r["error"] for r in rows)
     truth = [labels[r["file"].removesuffix(".jpg")] for r in rows]
     pred = [int(r["grade"]) for r in rows]
@@ -56,7 +42,7 @@ def test_kappa_on_a_fixed_subset_of_idrid_grading(real, tmp_path):
 def test_grade_on_the_segmentation_photographs(real, tmp_path):
     """Part A has no published grade, but every photograph has marked lesions: DR is present."""
     photos = sorted((real / "idrid-segmentation-train").glob("IDRiD_[0-9][0-9].jpg"))  # not the mask TIFFs
-    rows = _grade_files(photos, tmp_path, "segmentation")
+    rows = grade_files(photos, tmp_path, "segmentation", "paper")
     assert len(rows) == 54 and not any(r["error"] for r in rows)
     grades = np.array([int(r["grade"]) for r in rows])
     share = float((grades >= 1).mean())
