@@ -29,8 +29,8 @@ import core
 from core.fundus import MAX_PIXELS, UNEXPECTED_FAILURE, Fundus, FundusReadError, read_fundus
 from core.model import DRNet
 from core.weights import PAPER, save_checkpoint
-from tests.viewer.page_models import BANNER
 from tests.fundus.hostile_corpus import BOMB_SIDE, Case, WriteRecorder, changed, corpus, listing, representative_third
+from tests.viewer.page_models import BANNER
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHES = (".git", "__pycache__", ".pytest_cache", ".hypothesis", ".ruff_cache")
