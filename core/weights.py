@@ -1,8 +1,9 @@
 """Weights as data: a registry of named checkpoints, found, fetched and verified.
 
 Each entry carries where its file comes from, its full sha256, what it was
-trained on and how its input must be normalised; the code reads ``meta`` keys,
-underscored keys are documentation. A user's own checkpoint is a path.
+trained on, what it was measured on (``evaluations``: every figure with its data,
+stated through ``core.card``) and how its input must be normalised; the code reads
+``meta`` keys, underscored keys are documentation. A user's own checkpoint is a path.
 """
 
 from __future__ import annotations
