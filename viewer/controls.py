@@ -74,7 +74,11 @@ def sample_label(name: str, reference: Reference | None = None) -> str:
 
 
 def _mark_source(kind: str) -> None:
+    """The input changed last is the one shown. A new upload, or its removal, also clears the
+    sample picker: removing an upload must never silently show another eye instead."""
     st.session_state["_source"] = kind
+    if kind == "upload":
+        st.session_state["sample"] = None
 
 
 def input_ui(samples: dict[str, Path], references: dict[str, Reference] | None = None) -> InputChoice | None:
@@ -103,6 +107,8 @@ def input_ui(samples: dict[str, Path], references: dict[str, Reference] | None =
     source = st.session_state.get("_source", "upload")
     use_sample = sample is not None and (source == "sample" or upload is None)
     if use_sample:
+        if upload is not None:
+            st.caption(f"Showing the sample; the uploaded {upload.name} is not in use: clear the sample (its ×) to grade it.")
         path = samples[sample]
         return InputChoice("sample", sample, f"sample:{sample}", path=path)
     if upload is not None:

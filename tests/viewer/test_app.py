@@ -321,6 +321,32 @@ def test_a_real_sample_shows_its_reference_grade_beside_the_models(page_model):
     assert ("the model agrees" in line) == (exp.grade == 3), (line, exp.grade)
 
 
+@pytest.mark.parametrize("page_model", ["idrid"], indirect=True)
+def test_an_upload_clears_the_sample_and_removing_it_never_shows_another_eye(page_model, retina_bytes):
+    """Sample, then upload: the sample picker clears. Removing the upload (its x) leaves the page
+    empty, not showing the sample still selected, another patient's eye, with its grade."""
+    at = new_app()
+    at.selectbox(key="sample").set_value("IDRiD_001.jpg")
+    run(at)
+    assert any(t.startswith("**Reference** (IDRiD graders)") for t in texts(at))
+    upload(at, RETINA.name, retina_bytes)
+    assert at.selectbox(key="sample").value is None
+    assert not any(t.startswith("**Reference**") for t in texts(at)) and len(score_rows(at)) == 5
+    at.selectbox(key="sample").set_value("IDRiD_003.jpg")  # a sample chosen over an upload: said so
+    run(at)
+    assert any(f"the uploaded {RETINA.name} is not in use" in c.value for c in at.caption)
+    at.selectbox(key="sample").set_value(None)  # clearing the sample brings the upload back
+    run(at)
+    assert not any(t.startswith("**Reference**") for t in texts(at)) and len(score_rows(at)) == 5
+    at.selectbox(key="sample").set_value("IDRiD_003.jpg")
+    run(at)
+    at.file_uploader(key="upload").set_value(None)  # the x
+    run(at)
+    assert at.selectbox(key="sample").value is None
+    assert not any(t.startswith("| Grade | Score |") for t in texts(at))
+    assert any("Upload a fundus photograph" in i.value for i in at.info)
+
+
 def test_without_weights_the_page_says_how_to_get_them(monkeypatch, tmp_path):
     """No published weights here (and offline): a plain message and a working button."""
     monkeypatch.setenv("DR_WEIGHTS_DIR", str(tmp_path / "none"))
