@@ -84,16 +84,11 @@ def fit_fov(rgb: np.ndarray) -> tuple[float, float, float] | None:
     left out), refine by least squares, and accept it only if the blob really is that
     disc (clipped by the cuts).
     """
-    work = _working_copy(rgb)
-    if work is None:
-        return None
-    value, (sx, sy) = work
-    found = _fit_working(value)
+    found = _search(rgb)
     if found is None:
         return None
-    cx, cy, r = found
-    circle = (cx + 0.5) / sx - 0.5, (cy + 0.5) / sy - 0.5, r * 2 / (sx + sy)
-    if r < _REFINE_BELOW * max(value.shape) and min(sx, sy) < 1:
+    circle, relative_radius, scale = found
+    if relative_radius < _REFINE_BELOW and scale < 1:
         circle = _refined(rgb, circle) or circle
     return circle
 
@@ -137,6 +132,21 @@ def _working_copy(rgb: np.ndarray, interpolation: int = cv2.INTER_AREA) -> tuple
     return value, (ws / w, hs / h)
 
 
+def _search(rgb: np.ndarray) -> tuple[Circle, float, float] | None:
+    """The disc's circle in ``rgb``'s pixel coordinates, found on its working copy; with its
+    radius there relative to that copy's longest side, and the copy's (smaller) scale."""
+    work = _working_copy(rgb)
+    if work is None:
+        return None
+    value, (sx, sy) = work
+    found = _fit_working(value)
+    if found is None:
+        return None
+    cx, cy, r = found
+    circle = (cx + 0.5) / sx - 0.5, (cy + 0.5) / sy - 0.5, r * 2 / (sx + sy)
+    return circle, r / max(value.shape), min(sx, sy)
+
+
 def _refined(rgb: np.ndarray, circle: Circle) -> Circle | None:
     """The circle fitted again on the square around it, at a finer scale.
 
@@ -149,15 +159,11 @@ def _refined(rgb: np.ndarray, circle: Circle) -> Circle | None:
     m = 1.3 * r
     x0, y0 = max(0, math.floor(cx - m)), max(0, math.floor(cy - m))
     x1, y1 = min(w, math.ceil(cx + m) + 1), min(h, math.ceil(cy + m) + 1)
-    work = _working_copy(rgb[y0:y1, x0:x1])
-    if work is None:
-        return None
-    value, (sx, sy) = work
-    found = _fit_working(value)
+    found = _search(rgb[y0:y1, x0:x1])
     if found is None:
         return None
-    fx, fy, fr = found
-    fine = (fx + 0.5) / sx - 0.5 + x0, (fy + 0.5) / sy - 0.5 + y0, fr * 2 / (sx + sy)
+    fx, fy, fr = found[0]
+    fine = fx + x0, fy + y0, fr
     if math.hypot(fine[0] - cx, fine[1] - cy) > 0.05 * r or abs(fine[2] - r) > 0.05 * r:
         return None
     return fine
