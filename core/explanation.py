@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from . import card
-from .fundus import Fundus
+from .fundus import Assessment, Fundus
 from .model import CONV_LAYERS, GRADE_NAMES, INPUT_SIZE, LayerSpec, softmax
 from .propagation import Precision, Propagation, propagate
 from .serialise import dumps
@@ -72,16 +72,14 @@ class Explanation:
         return GRADE_NAMES[self.grade]
 
     @property
-    def quality(self) -> Any:
-        """The photograph's quality assessment (``core.fundus.Assessment``), or None when the
-        Fundus was built in code rather than read."""
-        return getattr(self.fundus, "quality", None)
+    def quality(self) -> Assessment | None:
+        """The photograph's quality assessment, or None when the Fundus was built in code."""
+        return self.fundus.quality
 
     @property
     def gradable(self) -> bool:
-        """False when the quality assessment refused the photograph: then no grade may be
-        given, whatever the scores say. A Fundus built in code is not assessed: True."""
-        return self.quality is None or bool(self.quality.gradable)
+        """The photograph passed the quality assessment (``Fundus.gradable``)."""
+        return self.fundus.gradable
 
     # -- input space ----------------------------------------------------------
     def _cached(self, key: Any, make) -> np.ndarray:

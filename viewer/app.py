@@ -97,7 +97,7 @@ def main() -> None:
         return
     with c_retina:
         render.draw_retina(fundus)
-    ungradable = fundus.quality is not None and not fundus.quality.gradable
+    ungradable = not fundus.gradable
     if ungradable:
         with c_scores:
             render.draw_ungradable(fundus.quality)

@@ -79,8 +79,7 @@ def run(args: argparse.Namespace) -> int:
             s = forward_scores(model.network, model.normalisation.to_tensor(fundus.image))[0].astype(np.float64)
             prob = softmax(s)
             g = int(np.argmax(s))
-            quality = getattr(fundus, "quality", None)
-            gradable = quality is None or quality.gradable
+            quality, gradable = fundus.quality, fundus.gradable
             ungradable += not gradable
             grade_cells = [g, GRADE_NAMES[g]] if gradable else ["", "ungradable: retake the photograph"]
             w.writerow([rel, *grade_cells] + [f"{v:.4f}" for v in s] + [f"{v:.6f}" for v in prob]

@@ -56,6 +56,12 @@ class Fundus:
     quality: Assessment | None = None
 
     @property
+    def gradable(self) -> bool:
+        """False when the quality assessment refused the photograph: then no grade may be
+        given, whatever the scores say. A Fundus built by hand is not assessed: True."""
+        return self.quality is None or bool(self.quality.gradable)
+
+    @property
     def sha256(self) -> str:
         """Hex digest of the pixels: a cache key independent of file format and name."""
         return hashlib.sha256(np.ascontiguousarray(self.image).tobytes()).hexdigest()

@@ -326,7 +326,8 @@ def read_id_list(path: str | os.PathLike) -> list[str]:
     p = Path(path).expanduser()
     if not p.is_file():
         raise DataError(f"{p}: no such list of image ids")
-    return [line.split("#", 1)[0].strip() for line in _read_text(p).splitlines() if line.split("#", 1)[0].strip()]
+    ids = (line.split("#", 1)[0].strip() for line in _read_text(p).splitlines())
+    return [i for i in ids if i]
 
 
 def select(data: Labelled, only: str | os.PathLike | None = None,
@@ -337,20 +338,16 @@ def select(data: Labelled, only: str | os.PathLike | None = None,
     checkpoint's card and an evaluation report say which images were held out.
     """
     records, excluded = list(data.records), dict(data.excluded)
-    if only is not None:
-        keep = {i.lower() for i in read_id_list(only)}
-        n = len(records)
-        records = [r for r in records if r.id.lower() in keep or Path(r.id).stem.lower() in keep]
-        if not records:
-            raise DataError(f"--only {Path(only).name}: none of its ids is in {data.name}")
-        if n - len(records):
-            excluded[f"not in {Path(only).name}"] = n - len(records)
-    if exclude is not None:
-        drop = {i.lower() for i in read_id_list(exclude)}
-        n = len(records)
-        records = [r for r in records if r.id.lower() not in drop and Path(r.id).stem.lower() not in drop]
-        if n - len(records):
-            excluded[f"held out by {Path(exclude).name}"] = n - len(records)
+    for listed, keep, why in ((only, True, "not in {}"), (exclude, False, "held out by {}")):
+        if listed is None:
+            continue
+        ids = {i.lower() for i in read_id_list(listed)}
+        kept = [r for r in records if (r.id.lower() in ids or Path(r.id).stem.lower() in ids) == keep]
+        if keep and not kept:
+            raise DataError(f"--only {Path(listed).name}: none of its ids is in {data.name}")
+        if len(records) - len(kept):
+            excluded[why.format(Path(listed).name)] = len(records) - len(kept)
+        records = kept
     return Labelled(data.name, records, excluded)
 
 
