@@ -163,11 +163,12 @@ class Explanation:
         the largest magnitude among the score and the terms of its sum (so a score
         near 0 built from large parts is not mistaken for a broken check). Sums are
         accumulated in float64. ``total_map_sum`` checks the receptive-field
-        transport too (it takes every constant map to input space).
+        transport too (it takes every constant map to input space); it is measured
+        against the magnitudes of the input map, constants and bias it adds up.
         """
 
-        def rel(score: float, *terms: float) -> float:
-            return abs(score - sum(terms)) / max(abs(score), *(abs(t) for t in terms), 1e-12)
+        def rel(score: float, *terms: float, parts: tuple[float, ...] = ()) -> float:
+            return abs(score - sum(terms)) / max(abs(score), *(abs(t) for t in (*terms, *parts)), 1e-12)
 
         grades = []
         worst = 0.0
@@ -201,7 +202,8 @@ class Explanation:
                 "constants_sum": const_from,
                 "input_relative_error": rel(score, inp, const_from, bias),
                 "total_map_sum": total,
-                "total_relative_error": rel(score, total),
+                # The total map is those same parts added pixel by pixel: measured against them too.
+                "total_relative_error": rel(score, total, parts=(inp, const_from, bias)),
                 "layers": rows,
             }
             g["relative_error"] = max(
@@ -281,7 +283,8 @@ def explain(model: LoadedModel, fundus: Fundus, precision: Precision = "float32"
     """
     if fundus.image.shape != (INPUT_SIZE, INPUT_SIZE, 3):
         raise ValueError(f"fundus image must be {INPUT_SIZE}x{INPUT_SIZE}x3, got {fundus.image.shape}")
-    x = model.normalisation.to_tensor(fundus.image)
+    # The input goes where the network lives (a GPU when batch placed it there).
+    x = model.normalisation.to_tensor(fundus.image).to(next(model.network.parameters()).device)
     return Explanation(propagate(model.network, x, precision=precision), fundus, model.name, model.sha256, model.meta)
 
 

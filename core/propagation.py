@@ -47,26 +47,34 @@ class _Block:
 
 
 def _forward(
-    model: DRNet, x: torch.Tensor, fmt: torch.memory_format, dtype: torch.dtype
+    model: DRNet, x: torch.Tensor, fmt: torch.memory_format, dtype: torch.dtype, record: bool = True
 ) -> tuple[list[_Block], torch.Tensor, torch.Tensor]:
-    """Forward pass in ``dtype`` recording what the backward pass needs."""
+    """Forward pass in ``dtype``, BN folded into the convolutions; with ``record``, also
+    what the backward pass needs. Returns (blocks, features (N, 64), scores (N, 5)).
+
+    ``forward_scores`` runs this same arithmetic without recording, so the scores that
+    ``grade`` writes equal the explanation's to the last bit, not only to rounding.
+    """
     blocks: list[_Block] = []
     h = x.to(dtype).contiguous(memory_format=fmt)
     for spec, (conv, bn) in zip(CONV_LAYERS, model.blocks(), strict=True):
         const, scale = batchnorm_terms(conv, bn, dtype)
         weight = (conv.weight.to(dtype) * scale.view(-1, 1, 1, 1)).contiguous(memory_format=fmt)
         out = torch.relu_(F.conv2d(h, weight, const, conv.stride, conv.padding))
+        if not record:
+            h = F.max_pool2d(out, 2, 2) if spec.pool_after == "max" else out
+            continue
         gate = out >= ACTIVE_THRESHOLD
         if spec.pool_after == "max":  # 2x2, stride 2
             h, idx = F.max_pool2d(out, 2, 2, return_indices=True)
-            won = torch.zeros(out.shape, dtype=torch.bool).flatten(2).scatter_(2, idx.flatten(2), True)
+            won = torch.zeros(out.shape, dtype=torch.bool, device=out.device).flatten(2).scatter_(2, idx.flatten(2), True)
             gate &= won.view_as(out).contiguous(memory_format=fmt)
         else:
             h = out
         blocks.append(_Block(weight, conv.padding, out - const.view(1, -1, 1, 1), const, gate.to(dtype)))
     feats = F.avg_pool2d(h, model.classifier[-1].kernel_size).flatten(1)
     scores = F.linear(feats, model.linear.weight.to(dtype), model.linear.bias.to(dtype))
-    return blocks, feats[0], scores[0]
+    return blocks, feats, scores
 
 
 def _upsample2(g: torch.Tensor) -> torch.Tensor:
@@ -96,6 +104,7 @@ def propagate(
         raise ValueError(f"precision must be 'float32' or 'float64', not {precision!r}")
     dtype = torch.float64 if precision == "float64" else torch.float32
     blocks, feats, scores = _forward(model, x, fmt, dtype)
+    feats, scores = feats[0], scores[0]
     x = x.to(dtype).contiguous(memory_format=fmt)
     w_lin = model.linear.weight.to(dtype)  # (5, 64)
     n = w_lin.shape[0]
@@ -111,8 +120,8 @@ def propagate(
     for i in range(len(blocks) - 1, -1, -1):
         b = blocks[i]
         lam = g.mul_(b.gate)  # lambda = S_O / O, zero where inactive or not a pool winner
-        constant[i] = torch.einsum("nchw,c->nhw", lam, b.const).numpy().copy()
-        input_dep[i] = torch.einsum("nchw,chw->nhw", lam, b.linear[0]).numpy().copy()
+        constant[i] = torch.einsum("nchw,c->nhw", lam, b.const).cpu().numpy().copy()
+        input_dep[i] = torch.einsum("nchw,chw->nhw", lam, b.linear[0]).cpu().numpy().copy()
         g = F.conv_transpose2d(lam, b.weight, padding=b.padding)
         if i == 0:
             input_map = torch.einsum("nchw,chw->nhw", g, x[0])
@@ -120,20 +129,21 @@ def propagate(
             g = _upsample2(g)
 
     return Propagation(
-        scores=scores.numpy().copy(),
-        features=(w_lin * feats.view(1, -1)).numpy().copy(),
-        bias=model.linear.bias.to(dtype).numpy().copy(),
+        scores=scores.cpu().numpy().copy(),
+        features=(w_lin * feats.view(1, -1)).cpu().numpy().copy(),
+        bias=model.linear.bias.to(dtype).cpu().numpy().copy(),
         input_dependent=input_dep,
         constant=constant,
-        input_map=input_map.numpy().copy(),
-        activations=feats.numpy().copy(),
+        input_map=input_map.cpu().numpy().copy(),
+        activations=feats.cpu().numpy().copy(),
     )
 
 
 @torch.inference_mode()
 def forward_scores(model: DRNet, x: torch.Tensor, *, channels_last: bool = True) -> np.ndarray:
-    """Pre-softmax scores of a batch ``x`` (N, 3, H, W): forward only (model in eval mode)."""
+    """Pre-softmax scores of a batch ``x`` (N, 3, H, W): forward only, in the explanation's
+    arithmetic (eval semantics: BN from its running statistics, as ``propagate``)."""
     if model.training:
         raise ValueError("forward_scores needs the model in eval mode (BN running statistics)")
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return model(x.contiguous(memory_format=fmt)).float().numpy()
+    return _forward(model, x, fmt, torch.float32, record=False)[2].cpu().numpy()
