@@ -91,7 +91,7 @@ def input_ui(samples: dict[str, Path], references: dict[str, Reference] | None =
         max_upload_size=MAX_UPLOAD_MB,
         on_change=_mark_source,
         args=("upload",),
-        help=f"PNG, JPEG, TIFF, BMP or WebP, up to {MAX_UPLOAD_MB} MB. Kept in memory only, never written to disk.",
+        help=f"PNG, JPEG, TIFF, BMP, WebP or DICOM, up to {MAX_UPLOAD_MB} MB. Kept in memory only, never written to disk.",
     )
     sample = st.selectbox(
         "… or a sample image",

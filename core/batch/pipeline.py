@@ -9,6 +9,7 @@ photograph whose bytes (sha256) already have a row in the output folder.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import logging
@@ -162,6 +163,9 @@ def prepare(batch: pa.Table, done: frozenset[str]) -> pa.Table:
                 continue
             try:
                 fundus = read_fundus(data, name=os.path.basename(rec["path"]))
+                # A DICOM header carries the patient's name: it does not travel through
+                # Ray's object store (which may spill to disk); the rows do not need it.
+                fundus = dataclasses.replace(fundus, dicom=None)
                 row["fundus"] = pickle.dumps(fundus, protocol=pickle.HIGHEST_PROTOCOL)
             except FundusReadError as e:
                 row["error"] = str(e)

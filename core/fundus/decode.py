@@ -4,7 +4,8 @@ Uploads come from strangers, so decoding is defensive: the byte size is checked 
 anything, the pixel count is read from the header and checked before any pixel is
 decoded (decompression bombs), only a fixed list of well-tested Pillow decoders is
 used, nothing is written to disk, and every failure becomes one ``FundusReadError``
-with a one-line message that can be shown to a clinician as is.
+with a one-line message that can be shown to a clinician as is. DICOM files are only
+recognised here (``is_dicom``); ``dicom`` reads them, with the same limits.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ MAX_BYTES: int = 50 * 1024 * 1024
 # Below this an image carries no usable retinal detail at all; refused rather than warned.
 MIN_SIDE = 8
 # File names offered or picked up by name (uploads, folders, samples): the formats users are told about.
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".dcm"})
 
-_EXPECTED = "PNG, JPEG, TIFF, BMP or WebP expected"
+_EXPECTED = "PNG, JPEG, TIFF, BMP, WebP or DICOM expected"
 # Pillow decoders we trust with untrusted bytes. Formats without a magic-number check
 # (TGA), with external helpers (EPS -> Ghostscript) or exotic ones are left out.
 _FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "WEBP", "GIF", "JPEG2000", "AVIF")
@@ -47,14 +48,14 @@ def read_bytes(src: str | os.PathLike | bytes | BinaryIO) -> tuple[bytes, str]:
     """Return the file's bytes and its base name, refusing oversized input unread."""
     if isinstance(src, (bytes, bytearray, memoryview)):
         data = bytes(src)
-        _check_byte_size(len(data))
+        check_byte_size(len(data))
         return data, ""
     if isinstance(src, (str, os.PathLike)):
         path = os.fspath(src)
         shown = _one_line(str(path))
         try:
             size = os.stat(path).st_size
-            _check_byte_size(size)
+            check_byte_size(size)
             with open(path, "rb") as f:
                 data = f.read(MAX_BYTES + 1)
         except FileNotFoundError:
@@ -65,7 +66,7 @@ def read_bytes(src: str | os.PathLike | bytes | BinaryIO) -> tuple[bytes, str]:
             raise FundusReadError(f"permission denied: {shown}") from None
         except OSError as exc:
             raise FundusReadError(f"cannot read {shown}: {exc.strerror or exc}") from None
-        _check_byte_size(len(data))
+        check_byte_size(len(data))
         return data, os.path.basename(str(path))
     read = getattr(src, "read", None)
     if read is None:
@@ -76,12 +77,13 @@ def read_bytes(src: str | os.PathLike | bytes | BinaryIO) -> tuple[bytes, str]:
     if isinstance(data, str):
         raise FundusReadError("the file was opened as text; open it in binary mode ('rb')")
     data = bytes(data)
-    _check_byte_size(len(data))
+    check_byte_size(len(data))
     file_name = getattr(src, "name", "")
     return data, os.path.basename(file_name) if isinstance(file_name, str) else ""
 
 
-def _check_byte_size(n: int) -> None:
+def check_byte_size(n: int) -> None:
+    """Refuse an empty file, or one over ``MAX_BYTES``, before anything else is done with it."""
     if n == 0:
         raise FundusReadError("file is empty")
     if n > MAX_BYTES:
@@ -91,6 +93,26 @@ def _check_byte_size(n: int) -> None:
 def _one_line(text: str, limit: int = 200) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# The VRs an explicit-VR element may start with (PS3.5 6.2): how a DICOM file without its
+# 128-byte preamble is told from other bytes.
+_VRS = frozenset(
+    b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
+)
+
+
+def is_dicom(data: bytes) -> bool:
+    """True for a DICOM file: "DICM" after the 128-byte preamble, or a dataset that starts
+    without one with a file-meta (0002,xxxx) or identifying (0008,xxxx) element.
+
+    No picture format starts with these bytes, so the check cannot steal a photograph.
+    """
+    if data[128:132] == b"DICM":
+        return True
+    if len(data) < 8 or data[:2] not in (b"\x02\x00", b"\x08\x00") or int.from_bytes(data[2:4], "little") >= 0x100:
+        return False
+    return data[4:6] in _VRS or int.from_bytes(data[4:8], "little") <= 1024  # explicit VR, or an implicit VR length
 
 
 # -------------------------------------------------------------------------- decoding
@@ -105,12 +127,12 @@ def decode_image(data: bytes) -> np.ndarray:
     """
     try:
         data = bytes(data)
-        _check_byte_size(len(data))
+        check_byte_size(len(data))
         im = _open_header(data)
         if im is None:
             return _decode_tiff_with_cv2(data)
         with im:
-            _check_pixels(*im.size)
+            check_pixels(*im.size)
             # TIFF tiles are decoded whole: a huge tile in a small image is a bomb too.
             tags = getattr(im, "tag_v2", None)
             if tags is not None and int(tags.get(322, 0)) * int(tags.get(323, 0)) > MAX_PIXELS:
@@ -164,8 +186,8 @@ def _open_header(data: bytes) -> Image.Image | None:
 def _not_an_image_message(data: bytes) -> str:
     """Name common wrong uploads instead of giving a generic refusal."""
     head = data[:2048].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    if data[128:132] == b"DICM":
-        return "DICOM files are not supported; export the image as PNG or JPEG"
+    if is_dicom(data):  # read_fundus reads these (dicom.py); decode_image reads pictures only
+        return "this is a DICOM file: read it with read_fundus, not decode_image"
     if data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"):
         return "HEIC photos are not supported; export the image as JPEG or PNG"
     kind = None
@@ -188,7 +210,8 @@ def _not_an_image_message(data: bytes) -> str:
     return f"not a supported image file ({_EXPECTED})"
 
 
-def _check_pixels(width: int, height: int) -> None:
+def check_pixels(width: int, height: int) -> None:
+    """Refuse an image without pixels, or with more than ``MAX_PIXELS``, from its header's size."""
     if width <= 0 or height <= 0:
         raise FundusReadError("image has no pixels")
     if width * height > MAX_PIXELS:
@@ -282,7 +305,7 @@ def _decode_tiff_with_cv2(data: bytes) -> np.ndarray:
         orientation = int(ifd.get(274, 1))
     except Exception:
         raise FundusReadError("image is truncated or corrupt") from None
-    _check_pixels(width, height)
+    check_pixels(width, height)
     arr = _cv2_decode(data, (width, height))
     return _to_rgb8(_apply_orientation(arr, orientation if 1 <= orientation <= 8 else 1))
 
@@ -317,11 +340,11 @@ def _to_rgb8(arr: np.ndarray) -> np.ndarray:
     channels = arr.shape[2]
     colour = arr[..., :3] if channels >= 3 else arr[..., :1]
     alpha = arr[..., channels - 1] if channels in (2, 4) else None
-    rgb = _scale_to_uint8(colour, _value_range(colour))
+    rgb = scale_to_uint8(colour, _value_range(colour))
     if rgb.shape[2] == 1:
         rgb = np.repeat(rgb, 3, axis=2)
     if alpha is not None:
-        a8 = _scale_to_uint8(alpha, _type_range(alpha))
+        a8 = scale_to_uint8(alpha, _type_range(alpha))
         rgb = cv2.multiply(rgb, np.repeat(a8[..., None], 3, axis=2), scale=1 / 255)
     return np.ascontiguousarray(rgb)
 
@@ -347,7 +370,8 @@ def _value_range(a: np.ndarray) -> float:
     return float(2**bits - 1)
 
 
-def _scale_to_uint8(a: np.ndarray, white: float) -> np.ndarray:
+def scale_to_uint8(a: np.ndarray, white: float) -> np.ndarray:
+    """Map 0..``white`` linearly (rounded, clipped) to 0..255 uint8."""
     if a.dtype == np.uint8 and white == 255.0:
         return np.ascontiguousarray(a)
     a = a.astype(np.float32)

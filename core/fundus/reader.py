@@ -4,11 +4,13 @@ The paper trims the dark background outside the circular field of view (FOV) and
 so that the retina's diameter becomes 640 pixels; ``prepare`` does that: it finds the
 disc, takes the square of side 2r around its centre (black padding where the square
 leaves the photograph) and resizes it to 640x640. When no disc is found the whole image
-is padded to a square and used, with a warning for the caller to show.
+is padded to a square and used, with a warning for the caller to show. DICOM files are
+decoded by ``dicom`` and then take the same path, so their pixels are prepared as a PNG's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass
@@ -17,7 +19,8 @@ from typing import BinaryIO
 import numpy as np
 
 from ..model import INPUT_SIZE
-from .decode import MIN_SIDE, FundusReadError, as_rgb8, decode_image, read_bytes
+from .decode import MIN_SIDE, FundusReadError, as_rgb8, decode_image, is_dicom, read_bytes
+from .dicom import DicomInfo, read_dicom
 from .fov import disc_mask, fit_fov
 from .geometry import Box, box_around, centred_square, crop_resize
 from .gradability import Assessment, assess
@@ -54,6 +57,9 @@ class Fundus:
     # Is it gradable (``gradability.assess``)? ``prepare`` always sets it; None only for a
     # Fundus built by hand in code.
     quality: Assessment | None = None
+    # Set when the photograph came from a DICOM file: laterality, UIDs, the patient fields
+    # (kept in memory only; its repr redacts them) and the header for DICOM outputs.
+    dicom: DicomInfo | None = None
 
     @property
     def gradable(self) -> bool:
@@ -75,6 +81,9 @@ def read_fundus(src: str | os.PathLike | bytes | BinaryIO, *, name: str = "") ->
     """
     try:
         data, guessed = read_bytes(src)
+        if is_dicom(data):
+            rgb, info = read_dicom(data)
+            return dataclasses.replace(prepare(rgb, name=name or guessed), dicom=info)
         return prepare(decode_image(data), name=name or guessed)
     except FundusReadError:
         raise

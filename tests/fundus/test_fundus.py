@@ -559,7 +559,7 @@ def test_formats_outside_the_allowed_list_are_refused() -> None:
     pcx = encode(gradient_rgb(), "PCX")
     with pytest.raises(FundusReadError) as excinfo:
         read_fundus(pcx)
-    assert "PNG, JPEG, TIFF, BMP or WebP expected" in assert_one_line_error(excinfo)
+    assert "PNG, JPEG, TIFF, BMP, WebP or DICOM expected" in assert_one_line_error(excinfo)
 
 
 @pytest.mark.parametrize("which", ["png", "jpeg"])
