@@ -258,8 +258,8 @@ def _tidy_logging(quiet: bool) -> None:
     if not any(isinstance(f, _NotOurWarning) for f in log.filters):
         for name in ("ray.data", "ray.data.dataset"):
             logging.getLogger(name).addFilter(_NotOurWarning())
-    if quiet:
-        log.setLevel(logging.WARNING)
+    if quiet:  # (Ray Data itself warns that progress bars are off)
+        log.setLevel(logging.ERROR)
 
 
 def _placement(opts: Options) -> tuple[int, int, str, float]:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m core explain | grade | batch | weights | bench | train | evaluate | quality | gate``.
+"""Command line: ``python -m core explain | grade | batch | report | weights | bench | train | evaluate | quality | gate``.
 
 One small module per command: it declares its options, calls the library and prints.
 Library code raises its own errors (subclasses of ``core.errors.CoreError``); only here
@@ -14,10 +14,10 @@ import warnings
 from collections.abc import Iterator, Sequence
 
 from ..errors import CoreError
-from . import batch, bench, evaluate, explain, gate, grade, quality, train, weights
+from . import batch, bench, evaluate, explain, gate, grade, quality, report, train, weights
 from .common import EXIT_USER_ERROR, fail
 
-COMMANDS = (explain, grade, batch, weights, bench, train, evaluate, quality, gate)
+COMMANDS = (explain, grade, batch, report, weights, bench, train, evaluate, quality, gate)
 
 
 def build_parser() -> argparse.ArgumentParser:

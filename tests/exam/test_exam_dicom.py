@@ -1,0 +1,53 @@
+"""A DICOM photograph in an exam: its laterality, patient and study date come from the
+header, and the patient's name reaches the PDF but not the printed summary. Skipped
+until core's reader reads DICOM (``core.fundus.dicom``)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import RETINA
+from tests.exam.conftest import need_tool
+
+pytest.importorskip("core.fundus.dicom")
+
+
+def dicom_file(path, arr: np.ndarray, laterality: str) -> None:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    sop = "1.2.840.10008.5.1.4.1.1.77.1.5.1"  # Ophthalmic Photography 8 Bit Image Storage
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = sop, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = sop, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality = "OP"
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.StudyDate = "Roe^Jane", "DCM-0042", "19491231", "20240315"
+    ds.ImageLaterality = laterality
+    ds.Rows, ds.Columns = arr.shape[:2]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.NumberOfFrames = 1
+    ds.PixelData = np.ascontiguousarray(arr).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_a_dicom_photograph_brings_its_eye_patient_and_date(cli, exam_files, tmp_path):
+    dcm = tmp_path / "IMG0001.dcm"  # a name that says nothing of the eye
+    dicom_file(dcm, np.asarray(Image.open(RETINA).convert("RGB")), "L")
+    pdf = tmp_path / "r.pdf"
+    status, out, err = cli(dcm, exam_files["jane_R.jpg"], "--pdf", pdf)
+    assert status == 0, err
+    assert "left eye: grade" in out and "[IMG0001.dcm grade" in out
+    assert "Roe" not in out + "".join(err) and "DCM-0042" not in out
+    text = subprocess.run([need_tool("pdftotext"), str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    flat = " ".join(text.split())
+    assert "Roe, Jane" in flat and "DCM-0042" in flat and "1949-12-31" in flat and "2024-03-15" in flat
+    assert "(eye from DICOM header)" in flat
