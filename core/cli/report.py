@@ -47,7 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="the eye of each photograph, once per photograph in order; default: from DICOM or the file name")
     r.add_argument("--pdf", required=True, metavar="OUT.pdf", help="the report to write")
     r.add_argument("--fhir", metavar="OUT.json", help="also write a FHIR R4 DiagnosticReport (the PDF inside)")
-    # --dicom-out DIR (issue 13, part 4: a DICOM Parametric Map per DICOM photograph) is added here later.
+    r.add_argument("--dicom-out", metavar="DIR",
+                   help="also write, for each gradable DICOM photograph, its grade's total map as a DICOM Parametric Map")
     add_weights_argument(r)
     r.add_argument("--k", type=float, default=2.0, help="overlay threshold in standard deviations (default 2)")
     r.add_argument("--patient-name", help="printed in the report (never logged)")
@@ -65,6 +66,8 @@ def _outputs(args: argparse.Namespace) -> list[str]:
     """Problems with the output paths, found before any work is done."""
     problems = []
     inputs = {Path(p).resolve() for p in args.photos}
+    if args.dicom_out and not Path(args.dicom_out).is_dir():
+        problems.append(f"--dicom-out {args.dicom_out}: not an existing folder")
     outs = [(o, Path(getattr(args, o))) for o in ("pdf", "fhir") if getattr(args, o)]
     for opt, path in outs:
         if not path.parent.is_dir():
@@ -161,9 +164,32 @@ def run(args: argparse.Namespace) -> int:
     written = [_write(Path(args.pdf), pdf)]
     if args.fhir:
         written.append(_write(Path(args.fhir), fhir_json(exam, pdf).encode("utf-8")))
-    # --dicom-out DIR: the Parametric Map of each DICOM photograph is written here, beside the PDF.
+    if args.dicom_out:
+        written += _parametric_maps(exam, Path(args.dicom_out))
     _summary(exam, written)
     return 0
+
+
+def _parametric_maps(exam: Exam, folder: Path) -> list[str]:
+    """One Parametric Map per gradable DICOM photograph, of the grade the model gave it,
+    named after the photograph's file (never after a patient field or a UID)."""
+    from ..exam.dicom_out import parametric_map_bytes
+
+    written, used = [], set()
+    for photo in exam.photos:
+        exp = photo.explanation
+        if exp.fundus.dicom is None:
+            print(f"note: {photo.name}: not a DICOM file, so no Parametric Map", file=sys.stderr)
+            continue
+        if not exp.gradable:
+            print(f"note: {photo.name}: ungradable, so no Parametric Map", file=sys.stderr)
+            continue
+        stem = Path(photo.name).stem
+        while stem in used:
+            stem += "_"
+        used.add(stem)
+        written.append(_write(folder / f"{stem}.parametric-map.dcm", parametric_map_bytes(exp)))
+    return written
 
 
 def _write(path: Path, data: bytes) -> str:
