@@ -35,6 +35,7 @@ from .sources import Item, is_url, read_bytes
 
 MAPS = ("none", "masks", "all")
 ROWS = "rows"  # Parquet part files: DIR/rows/*.parquet
+ROWS_PER_FILE = 128
 MAP_DIR = "maps"  # DIR/maps/<sha256>.mask.png, DIR/maps/<sha256>.explanation.npz
 _DONE_COLUMNS = ("sha256", "weights_sha256", "maps", "error")
 EXPLAIN_FAILED = "explanation failed"
@@ -312,7 +313,8 @@ def run_batch(items: Iterable[Item], model: LoadedModel, opts: Options) -> Summa
             num_cpus=reserve, num_gpus=1 if device == "cuda" else 0,
             fn_constructor_args=(model, opts, run, device, threads),
         )
-        ds.write_parquet(f"{root}/{ROWS}", filesystem=fsys)
+        # Part files of ROWS_PER_FILE rows: few files for an archive, little lost to an interruption.
+        ds.write_parquet(f"{root}/{ROWS}", filesystem=fsys, min_rows_per_file=ROWS_PER_FILE)
         seconds = time.perf_counter() - begin
     finally:
         if started:
