@@ -1,7 +1,8 @@
 """The clinician's page: ``streamlit run viewer/app.py`` from the repository root.
 
 Composition only: controls.py returns the user's choices, state.py keeps the
-model and this session's result, render.py draws.
+model and this session's result, render.py draws. The screening exam (both eyes) is
+exam_page.py's, with its own controls, state and render modules.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ if _ROOT not in sys.path:
 import streamlit as st  # noqa: E402
 
 import core  # noqa: E402
-from viewer import controls, render, state  # noqa: E402
+from viewer import controls, exam_page, render, state  # noqa: E402
 
 
 def model_section() -> core.LoadedModel | None:
@@ -78,6 +79,11 @@ def main() -> None:
     model = model_section()
     if model is None:
         return
+    if controls.mode_ui() == controls.EXAM:
+        state.forget()  # the one-photograph page's result is not kept behind the exam
+        exam_page.show(model)
+        return
+    exam_page.leave()
 
     c_input, c_retina, c_scores = st.columns([0.95, 0.95, 2.3], gap="large")
     with c_input:

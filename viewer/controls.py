@@ -2,7 +2,8 @@
 
 Widget keys are stable; the tests drive the page through them:
 ``upload``, ``sample``, ``grade``, ``own_grade``, ``layer``, ``k``, ``overlay``,
-``opacity``, ``log``, ``positive_only``, ``download_weights``.
+``opacity``, ``log``, ``positive_only``, ``download_weights``, ``mode``.
+The screening exam's controls are in exam_controls.py.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ MAX_UPLOAD_MB = core.MAX_BYTES // 2**20  # the reader's limit; .streamlit/config
 LAYER_OPTIONS: tuple[int | str, ...] = (*range(16, 0, -1), "input")
 DEFAULT_LAYER: int | str = "input"
 K_MIN, K_MAX, K_STEP, K_DEFAULT = 0.5, 5.0, 0.1, 2.0
+
+
+ONE_PHOTOGRAPH, EXAM = "One photograph", "Screening exam"
+MODES = (ONE_PHOTOGRAPH, EXAM)
 
 
 def grade_label(g: int) -> str:
@@ -114,6 +119,22 @@ def input_ui(samples: dict[str, Path], references: dict[str, Reference] | None =
     if upload is not None:
         return InputChoice("upload", upload.name, f"upload:{upload.file_id}:{upload.size}", data=upload.getvalue())
     return None
+
+
+def mode_ui() -> str:
+    """Quick look at one photograph, or a screening exam of both eyes (``ONE_PHOTOGRAPH`` or ``EXAM``)."""
+    mode = st.segmented_control(
+        "Mode",
+        options=list(MODES),
+        format_func=lambda m: f":material/image: {m}" if m == ONE_PHOTOGRAPH else f":material/visibility: {m} (both eyes)",
+        default=ONE_PHOTOGRAPH,
+        required=True,
+        key="mode",
+        label_visibility="collapsed",
+        help="One photograph: its grade and every layer's maps. Screening exam: one or two photographs per eye, "
+        "a result per eye and for the patient, and the report. Switching mode clears the other mode's photographs.",
+    )
+    return mode if mode in MODES else ONE_PHOTOGRAPH
 
 
 def show_anyway_ui() -> bool:

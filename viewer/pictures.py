@@ -59,3 +59,29 @@ def grid_lines(picture: np.ndarray, cells: int, colour: tuple[int, int, int] = (
         out[p, :] = colour
         out[:, p] = colour
     return out
+
+
+def shrink(picture: np.ndarray, side: int) -> np.ndarray:
+    """A picture no larger than ``side`` pixels across (for thumbnails: fewer bytes to the browser)."""
+    from PIL import Image
+
+    img = Image.fromarray(np.ascontiguousarray(picture))
+    if max(img.size) <= side:
+        return picture
+    img.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return np.asarray(img)
+
+
+def stamped(picture: np.ndarray, text: str, colour: tuple[int, int, int] = (178, 24, 43)) -> np.ndarray:
+    """``text`` on a band across the middle of a picture (an ungradable photograph's thumbnail)."""
+    from PIL import Image, ImageDraw
+
+    img = Image.fromarray(np.ascontiguousarray(picture if picture.ndim == 3 else np.dstack([picture] * 3)))
+    pen = ImageDraw.Draw(img)
+    size = max(12, img.width // 11)
+    font = draw.font(size)
+    w = pen.textlength(text, font=font)
+    top = img.height // 2 - size
+    pen.rectangle([0, top, img.width, top + 2 * size], fill=colour)
+    pen.text(((img.width - w) / 2, top + size * 0.45), text, fill=(255, 255, 255), font=font)
+    return np.asarray(img)

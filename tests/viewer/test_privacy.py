@@ -11,14 +11,19 @@ Chromium (Playwright) has its own profile, ``HOME`` and ``TMPDIR`` in a separate
 is excluded explicitly: the browser is the user's side, not the server's.
 
 After an upload (a photograph made unique for this run), the maps, a slider move, the overlay
-and two downloads, and once the server has finished its background work, the test requires:
+and two downloads, then (bundled model) the screening exam with a DICOM upload carrying a
+made-up patient name drawn for this run, its result, its PDF report and its DICOM Parametric
+Map downloaded, and once
+the server has finished its background work, the test requires:
 
 - the server opened no file for writing at all, except Python's own bytecode caches
   (``__pycache__/*.pyc``, only if a module's cache was stale); Streamlit itself writes nothing
   at runtime with this config (the allowed list of Streamlit runtime files is empty);
 - nothing new in the fresh ``HOME``, ``TMPDIR`` and ``XDG_RUNTIME_DIR``;
 - no new or changed file under those, the repository or ``/tmp`` holds the upload's bytes (or a
-  slice, or its base64), its decoded pixels (RGB or BGR) or the 640x640 model input; none under
+  slice, or its base64), its decoded pixels (RGB or BGR) or the 640x640 model input, nor the
+  DICOM's bytes, pixels, patient name (as in the header, as the report prints it, in UTF-8 or
+  UTF-16) or patient ID; none under
   the fresh folders holds a PNG, JPEG, GIF, TIFF or WebP signature. Files that other processes
   of a shared machine create in ``/tmp`` or the repository meanwhile hold none of this run's
   data and are listed, not failed;
@@ -44,7 +49,9 @@ from PIL import Image
 
 import core
 from core.fundus import decode_image
+from tests.fundus.test_dicom import dataset, save
 from tests.viewer.live_server import CHROMIUM_ARGS, HAS_TEXT, REPO, SETTLED, UPLOAD, chromium_path, serve, wait_quiet
+from tests.viewer.walkthrough import exam_upload
 
 CONFIG = REPO / ".streamlit" / "config.toml"
 SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*", b"WEBPVP8")
@@ -124,14 +131,46 @@ def new_or_changed(before: dict, after: dict) -> list[str]:
     return sorted(p for p, v in after.items() if before.get(p) != v and not (v[0] == -1 and p in before))
 
 
-def unique_photograph() -> bytes:
-    """The real photograph with noise drawn for this run only, as PNG: its bytes and pixels exist nowhere else."""
+def unique_pixels() -> np.ndarray:
+    """The real photograph with noise drawn for this run only: its pixels exist nowhere else."""
     rng = np.random.default_rng(int.from_bytes(os.urandom(8), "little"))
     arr = np.asarray(Image.open(REPO / "tests" / "data" / "retina.jpg").convert("RGB"), np.int16)
-    arr = np.clip(arr + rng.integers(-6, 7, arr.shape), 0, 255).astype(np.uint8)
+    return np.clip(arr + rng.integers(-6, 7, arr.shape), 0, 255).astype(np.uint8)
+
+
+def unique_photograph() -> bytes:
+    """``unique_pixels`` as PNG: its bytes exist nowhere else."""
     buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, "PNG")
+    Image.fromarray(unique_pixels()).save(buf, "PNG")
     return buf.getvalue()
+
+
+def unique_dicom() -> tuple[bytes, str, str]:
+    """A DICOM photograph (left eye) of ``unique_pixels``, mirrored, for a made-up patient whose
+    family name and ID are drawn for this run: (file bytes, family name, patient ID)."""
+    token = os.urandom(6).hex().upper()
+    family, pid = f"Testpatient{token[:6]}", f"PRIV-{token[6:]}"
+    ds = dataset(np.ascontiguousarray(unique_pixels()[:, ::-1]))
+    ds.PatientName, ds.PatientID, ds.ImageLaterality = f"{family}^Fictitia", pid, "L"
+    return save(ds), family, pid
+
+
+def dicom_needles(data: bytes, family: str, pid: str) -> dict[str, bytes]:
+    """What only a copy of the DICOM upload, its pixels or its patient's identity can contain."""
+    out = {}
+    for frac in (0.25, 0.5, 0.75):
+        k = int(len(data) * frac)
+        out[f"DICOM bytes at {frac:.0%}"] = data[k : k + 64]
+        k3 = k - k % 3
+        out[f"DICOM base64 at {frac:.0%}"] = base64.b64encode(data[k3 : k3 + 120])
+    fundus = core.read_fundus(data, name="scan.dcm")
+    row = fundus.image[320, 304:336]
+    out["DICOM model input (RGB)"] = row.tobytes()
+    out["DICOM model input (BGR)"] = row[:, ::-1].tobytes()
+    for text in (family, f"{family}^Fictitia", f"{family}, Fictitia", pid):
+        out[f"patient {text!r} (UTF-8)"] = text.encode()
+        out[f"patient {text!r} (UTF-16)"] = text.encode("utf-16-le")
+    return out
 
 
 def needles(data: bytes) -> dict[str, bytes]:
@@ -216,6 +255,9 @@ def test_no_image_bytes_are_written_anywhere(page_model, tmp_path, monkeypatch, 
     data = unique_photograph()
     assert len(data) > 1.5 * 2**20  # above the 1 MB at which Starlette would spool an upload to disk
     marks = needles(data)
+    dicom, family, pid = unique_dicom()
+    if full:
+        marks |= dicom_needles(dicom, family, pid)
     # the server's fresh, empty world; the browser's own folder; the test's evidence
     system_tmp = Path("/tmp")  # the issue asks for /tmp itself to be checked
     home, tmp, run, evidence = tmp_path / "home", tmp_path / "tmp", tmp_path / "run", tmp_path / "evidence"
@@ -280,6 +322,23 @@ def test_no_image_bytes_are_written_anywhere(page_model, tmp_path, monkeypatch, 
                         with page.expect_download(timeout=120_000) as dl:
                             page.get_by_role("button", name=label).click()
                         assert Path(dl.value.path()).stat().st_size > 0
+                    # the screening exam: a DICOM photograph with a patient's name, its result and its report
+                    page.locator(".st-key-mode button", has_text="Screening exam").click()
+                    page.wait_for_selector(exam_upload("left"), state="attached", timeout=60_000)
+                    page.set_input_files(exam_upload("left"), files=[
+                        {"name": "scan.dcm", "mimeType": "application/dicom", "buffer": dicom}])
+                    page.wait_for_function(HAS_TEXT, arg=[".st-key-exam_result h3", "Patient:"], timeout=180_000)
+                    page.wait_for_function(SETTLED, timeout=120_000)
+                    assert page.locator(".st-key-exam_name input").input_value() == f"{family}, Fictitia"
+                    with page.expect_download(timeout=120_000) as dl:
+                        page.get_by_role("button", name="PDF report").click()
+                    assert Path(dl.value.path()).read_bytes().startswith(b"%PDF-")
+                    pm = page.get_by_role("button", name="Parametric Map (DICOM)")
+                    if pm.count():  # where core can make one (core.exam.dicom_out)
+                        page.wait_for_function(SETTLED, timeout=60_000)
+                        with page.expect_download(timeout=120_000) as dl:
+                            pm.click()
+                        assert Path(dl.value.path()).read_bytes()[128:132] == b"DICM"
                 page.wait_for_function(SETTLED, timeout=60_000)
                 body = page.locator("body").inner_text()
                 assert "Traceback" not in body and "cannot be graded" not in body

@@ -201,3 +201,64 @@ def full_scenario(page, url: str, exp: core.Explanation, shots: Path) -> list[Pa
     settle(page)
     saved.append(full_page_shot(page, shots, SHOT_NAMES[1]))
     return saved
+
+
+# ----------------------------------------------------------------------------- the screening exam
+EXAM_SHOT = "exam-page.png"
+
+
+def exam_upload(eye: str) -> str:
+    """The file input of the exam's uploader for ``eye`` ("right" or "left")."""
+    return f".st-key-exam_upload_{eye} input[type=file]"
+
+
+def open_exam(page, url: str) -> None:
+    """Open the page and switch it to the screening exam."""
+    page.goto(url)
+    page.wait_for_selector(UPLOAD, state="attached", timeout=90_000)
+    settle(page)
+    page.locator(".st-key-mode button", has_text="Screening exam").click()
+    page.wait_for_selector(exam_upload("right"), state="attached", timeout=60_000)
+    settle(page)
+
+
+def exam_scenario(page, url: str, right: list, left: list, shots: Path, name: str = EXAM_SHOT) -> tuple[Path, str]:
+    """Both eyes' photographs uploaded (paths, or Playwright's name/mimeType/buffer dicts), the patient's
+    result awaited; returns the full-page screenshot saved in ``shots`` and the result panel's text."""
+    open_exam(page, url)
+    t0 = time.perf_counter()
+    for eye, files in (("right", right), ("left", left)):
+        page.set_input_files(exam_upload(eye), files=[str(f) if isinstance(f, Path) else f for f in files])
+        page.wait_for_function(
+            "(n) => document.querySelectorAll('[class*=\"st-key-exam_photo_\"]').length >= n", arg=len(right) + (
+                len(left) if eye == "left" else 0), timeout=180_000)
+        settle(page, 180_000)
+    wait_text(page, ".st-key-exam_result h3", "Patient:", 180_000)
+    settle(page)
+    print(f"TIMING exam_upload_to_patient_result_s={time.perf_counter() - t0:.2f}")
+    result = page.locator(".st-key-exam_result").inner_text()
+    return full_page_shot(page, shots, name), result
+
+
+def demo_exam() -> tuple[list[dict], list[dict]]:
+    """The README's exam: right eye, IDRiD_005 (IDRiD grade 4) and IDRiD_003 under-exposed to 8 %
+    (ungradable), bundled samples (IDRiD, CC BY 4.0); left eye, tests/data/retina.jpg (CC0) as a
+    DICOM file whose header says left and names a made-up patient. Playwright's name/mimeType/buffer dicts."""
+    import numpy as np
+    from PIL import ImageEnhance
+
+    from tests.fundus.test_dicom import dataset, save
+
+    samples = REPO / "assets" / "samples"
+
+    def jpeg(im: Image.Image, name: str) -> dict:
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=92)
+        return {"name": name, "mimeType": "image/jpeg", "buffer": buf.getvalue()}
+
+    grade4 = Image.open(samples / "IDRiD_005.jpg").convert("RGB")
+    dark = ImageEnhance.Brightness(Image.open(samples / "IDRiD_003.jpg").convert("RGB")).enhance(0.08)
+    ds = dataset(np.asarray(Image.open(RETINA).convert("RGB")))
+    ds.PatientName, ds.PatientID, ds.ImageLaterality = "Roe^Jane", "DEMO-0001", "L"
+    dicom = {"name": "IMG0002.dcm", "mimeType": "application/dicom", "buffer": save(ds)}
+    return [jpeg(grade4, "demo_R_1.jpg"), jpeg(dark, "demo_R_2.jpg")], [dicom]
