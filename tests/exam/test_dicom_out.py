@@ -22,8 +22,8 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
 import core
 from core.errors import CoreError
@@ -32,6 +32,7 @@ from core.fundus.dicom import OPHTHALMIC_8BIT, OPHTHALMIC_16BIT, SECONDARY_CAPTU
 from core.fundus.geometry import to_input
 from core.version import __version__
 from tests.conftest import RETINA, require_real_data
+from tests.dicom_files import dataset, save
 
 PATIENT = "Fictitious^Mapper"  # made up
 PATIENT_ID = "MAP-0042"
@@ -39,27 +40,14 @@ PATIENT_ID = "MAP-0042"
 
 def ophthalmic_photograph(rgb: np.ndarray, **extra: object) -> bytes:
     """An Ophthalmic Photography 8-bit file (uncompressed RGB) holding ``rgb``, as bytes."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = OPHTHALMIC_8BIT, generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = OPHTHALMIC_8BIT, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "OP", 1, 1
-    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = PATIENT, PATIENT_ID, "19491231", "O"
-    ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20240315", "101500", "S1", "A1"
+    ds = dataset(rgb)
+    ds.SeriesNumber, ds.InstanceNumber = 1, 1
+    ds.PatientName, ds.PatientID, ds.PatientSex = PATIENT, PATIENT_ID, "O"
+    ds.StudyTime, ds.StudyID, ds.AccessionNumber = "101500", "S1", "A1"
     ds.ImageLaterality = "L"
-    ds.Rows, ds.Columns = rgb.shape[:2]
-    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.NumberOfFrames = 1
     for keyword, value in extra.items():
         setattr(ds, keyword, value)
-    ds.PixelData = np.ascontiguousarray(rgb).tobytes()
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+    return save(ds)
 
 
 @pytest.fixture(scope="module")

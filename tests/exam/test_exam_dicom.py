@@ -10,30 +10,14 @@ import numpy as np
 from PIL import Image
 
 from tests.conftest import RETINA
+from tests.dicom_files import dataset, save
 from tests.exam.conftest import need_tool
 
 
 def dicom_file(path, arr: np.ndarray, laterality: str) -> None:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    sop = "1.2.840.10008.5.1.4.1.1.77.1.5.1"  # Ophthalmic Photography 8 Bit Image Storage
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = sop, generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = sop, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.Modality = "OP"
-    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.StudyDate = "Roe^Jane", "DCM-0042", "19491231", "20240315"
-    ds.ImageLaterality = laterality
-    ds.Rows, ds.Columns = arr.shape[:2]
-    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.NumberOfFrames = 1
-    ds.PixelData = np.ascontiguousarray(arr).tobytes()
-    ds.save_as(path, enforce_file_format=True)
+    ds = dataset(arr)
+    ds.PatientName, ds.PatientID, ds.ImageLaterality = "Roe^Jane", "DCM-0042", laterality
+    path.write_bytes(save(ds))
 
 
 def test_a_dicom_photograph_brings_its_eye_patient_and_date(cli, exam_files, tmp_path):

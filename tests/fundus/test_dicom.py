@@ -23,7 +23,7 @@ import pydicom
 import pytest
 import torch
 from PIL import Image, JpegImagePlugin
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.pixels.decoders.base import Decoder
 from pydicom.uid import (
@@ -34,7 +34,6 @@ from pydicom.uid import (
     JPEGBaseline8Bit,
     JPEGLSLossless,
     RLELossless,
-    generate_uid,
 )
 
 from core.fundus import (
@@ -52,49 +51,15 @@ from core.fundus.dicom import OPHTHALMIC_8BIT, OPHTHALMIC_16BIT, SECONDARY_CAPTU
 from core.propagation import forward_scores
 from core.weights import load_weights
 from tests.conftest import RETINA, require_real_data
+from tests.dicom_files import PATIENT, PATIENT_ID, dataset, save
 from tests.fundus.hostile_corpus import WriteRecorder
 from tests.image_bytes import cv2_encode, encode
 
-PATIENT = "Fictitious^Testpatient"  # made up; must never leave memory
-PATIENT_ID = "TEST-0042"
 OCT = "1.2.840.10008.5.1.4.1.1.77.1.5.4"
 CT = "1.2.840.10008.5.1.4.1.1.2"
 
 
 # ----------------------------------------------------------------------------- building files
-
-
-def dataset(arr: np.ndarray, *, sop: str = OPHTHALMIC_8BIT, photometric: str | None = None, bits: int = 8,
-            stored: int | None = None, modality: str = "OP") -> Dataset:
-    """A single-frame DICOM dataset holding ``arr`` (HxW or HxWx3) uncompressed, planar configuration 0."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = sop, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.Modality = modality
-    ds.PatientName, ds.PatientID = PATIENT, PATIENT_ID
-    ds.PatientBirthDate, ds.StudyDate = "19491231", "20240315"
-    ds.ImageLaterality = "R"
-    ds.Rows, ds.Columns = arr.shape[:2]
-    ds.SamplesPerPixel = 3 if arr.ndim == 3 else 1
-    ds.PhotometricInterpretation = photometric or ("RGB" if arr.ndim == 3 else "MONOCHROME2")
-    if arr.ndim == 3:
-        ds.PlanarConfiguration = 0
-    ds.BitsAllocated, ds.BitsStored = bits, stored or bits
-    ds.HighBit, ds.PixelRepresentation = ds.BitsStored - 1, 0
-    ds.NumberOfFrames = 1
-    ds.PixelData = np.ascontiguousarray(arr).tobytes()
-    return ds
-
-
-def save(ds: Dataset, **kw: object) -> bytes:
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=getattr(ds, "file_meta", None) is not None, **kw)
-    return buf.getvalue()
 
 
 def encapsulated(ds: Dataset, codestream: bytes, syntax: str, photometric: str) -> Dataset:

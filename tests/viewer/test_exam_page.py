@@ -25,7 +25,7 @@ from streamlit.testing.v1 import AppTest
 
 import core
 from core.exam import MACULAR_OEDEMA, OPERATING_POINT, Review, make_exam, photograph
-from tests.fundus.test_dicom import PATIENT_ID, dataset, save
+from tests.dicom_files import PATIENT_ID, dataset, save
 from tests.viewer.conftest import APP, RETINA
 
 pytestmark = pytest.mark.parametrize("page_model", ["idrid"], indirect=True)

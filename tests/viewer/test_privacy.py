@@ -49,7 +49,7 @@ from PIL import Image
 
 import core
 from core.fundus import decode_image
-from tests.fundus.test_dicom import dataset, save
+from tests.dicom_files import dataset, save
 from tests.viewer.live_server import CHROMIUM_ARGS, HAS_TEXT, REPO, SETTLED, UPLOAD, chromium_path, serve, wait_quiet
 from tests.viewer.walkthrough import exam_upload
 

@@ -247,7 +247,7 @@ def demo_exam() -> tuple[list[dict], list[dict]]:
     import numpy as np
     from PIL import ImageEnhance
 
-    from tests.fundus.test_dicom import dataset, save
+    from tests.dicom_files import dataset, save
 
     samples = REPO / "assets" / "samples"
 
