@@ -291,6 +291,11 @@ def run_batch(items: Iterable[Item], model: LoadedModel, opts: Options) -> Summa
         fsys.create_dir(f"{root}/{ROWS}", recursive=True)
     except OSError as e:
         raise BatchError(f"cannot write to {opts.out}: {e}") from None
+    if opts.num_gpus and not opts.ray_address:
+        import torch
+
+        if torch.cuda.device_count() < opts.num_gpus:
+            raise BatchError(f"--num-gpus {opts.num_gpus}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
     done = previous_rows(opts.out, model.sha256, opts.maps)
     started = _start_ray(opts)
     _tidy_logging(opts.quiet)
@@ -314,7 +319,12 @@ def run_batch(items: Iterable[Item], model: LoadedModel, opts: Options) -> Summa
             fn_constructor_args=(model, opts, run, device, threads),
         )
         # Part files of ROWS_PER_FILE rows: few files for an archive, little lost to an interruption.
-        ds.write_parquet(f"{root}/{ROWS}", filesystem=fsys, min_rows_per_file=ROWS_PER_FILE)
+        try:
+            ds.write_parquet(f"{root}/{ROWS}", filesystem=fsys, min_rows_per_file=ROWS_PER_FILE)
+        except Exception as e:  # a lost node, an actor killed for memory: Ray gives up after its retries
+            first = (str(e).strip().splitlines() or [""])[0][:300]
+            raise BatchError(f"the Ray pipeline stopped ({type(e).__name__}: {first}); the rows written so far are "
+                             "kept: run the same command again to go on") from None
         seconds = time.perf_counter() - begin
     finally:
         if started:

@@ -146,6 +146,9 @@ def test_errors_follow_the_cli_rules(first_run, source, tmp_path, capsys, monkey
     assert main(["batch", str(source / "synthetic_0.png"), "--out", str(first_run[1]), "--weights", "demo", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "holds results of other weights" in err and len(err.strip().splitlines()) == 1
+    if not __import__("torch").cuda.is_available():  # asked for GPUs that are not there: one line, before Ray starts
+        assert main(["batch", str(source), "--out", str(tmp_path / "g"), "--num-gpus", "1"]) == 2
+        assert "--num-gpus 1: this machine has 0 CUDA GPU(s)" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         main(["batch", str(source), "--out", str(tmp_path), "--maps", "some"])
     assert e.value.code == 2
