@@ -37,3 +37,26 @@ def test_the_title_font_shrinks_before_it_wraps():
     width = int((at19 + at20) / 2) + 16  # room for the text (width - 16): too little at 20 px, enough at 19
     out = draw.titled(np.zeros((10, width, 3), np.uint8), title)
     assert out.shape[0] - 10 == 19 + 6 + 8  # one line at the smaller size
+
+
+def test_flicker_gif_keeps_the_retinas_shading_without_patches(retina_fundus):
+    """256 flat colours posterise a fundus into patches that look like lesions; the GIF's
+    shared palette and dithering keep every 9x9 neighbourhood's colour (measured: 0.29 grey
+    levels off on average, against 1.6 for the plain octree palette this replaced)."""
+    import io
+
+    import cv2
+    from PIL import Image
+
+    img = retina_fundus.image
+    mask = np.zeros(img.shape[:2], bool)
+    mask[300:320, 300:340] = True
+    frames = [img, draw.mask_overlay(img, mask)]
+    with Image.open(io.BytesIO(draw.flicker_gif(frames))) as gif:
+        for i, ref in enumerate(frames):
+            gif.seek(i)
+            shown = np.asarray(gif.convert("RGB")).astype(np.float32)
+            local = np.abs(cv2.blur(shown, (9, 9)) - cv2.blur(ref.astype(np.float32), (9, 9)))[retina_fundus.fov]
+            assert local.mean() < 0.6
+            if i == 1:  # the marks keep their colour (the palette has entries for them)
+                assert np.abs(shown[mask] - ref[mask].astype(np.float32)).mean() < 6
