@@ -481,11 +481,22 @@ def draw_threshold(res: Result, choice: ExplainChoice, disp: DisplayChoice) -> N
         draw_downloads(res, choice, disp, gif, name)
 
 
+def export_title(exp: core.Explanation, grade: int, layer: int | str, map_name: str, today: str | None = None) -> str:
+    """The title a downloaded map carries, so the file says on its own what it shows: the
+    photograph, the grade and its score, the map (at layer 16, that it is the total map,
+    because layer 16's features have no place), the model and the date."""
+    import datetime as dt
+
+    what = "total map (layer 16's 64 features have no place in the image)" if layer == 16 else map_name
+    return (f"{exp.fundus.source or 'photograph'} · grade {grade_label(grade)}, score {float(exp.scores[grade]):+.2f} · "
+            f"{what} · model {exp.weights_name} · {today or dt.date.today().isoformat()}")
+
+
 def draw_downloads(res: Result, choice: ExplainChoice, disp: DisplayChoice, gif: bytes, map_name: str) -> None:
     exp = res.exp
     g = choice.grade
     tag = f"grade{g}-layer{choice.layer}"
-    title = f"Grade {grade_label(g)} · {map_name} · layer {choice.layer}"
+    title = export_title(exp, g, choice.layer, map_name)
 
     def map_png() -> bytes:  # made only when clicked
         return draw.png_bytes(draw.titled(map_composite(exp, exp.focus_map(g, choice.layer)[0], disp), title))

@@ -180,3 +180,16 @@ def test_the_reference_line_says_how_far_the_model_is():
 def test_every_bundled_sample_has_a_reference_grade():
     samples, refs = state.list_samples(), state.sample_references()
     assert samples and set(samples) <= set(refs), set(samples) - set(refs)
+
+
+def test_a_downloaded_map_says_what_it_shows():
+    from types import SimpleNamespace
+
+    exp = SimpleNamespace(fundus=SimpleNamespace(source="IDRiD_005.jpg"), scores=np.array([1.0, -2.5, 0.0, 3.25, 13.1]),
+                          weights_name="idrid")
+    hidden = render.export_title(exp, 3, 8, "input-dependent map of layer 8", today="2026-12-01")
+    assert hidden == ("IDRiD_005.jpg · grade 3 · Severe NPDR, score +3.25 · input-dependent map of layer 8 · "
+                      "model idrid · 2026-12-01")
+    top = render.export_title(exp, 4, 16, "total map", today="2026-12-01")
+    assert "layer 16" not in top.split("·")[0] and "total map (layer 16's 64 features have no place" in top
+    assert "total map · layer 16" not in top
