@@ -299,6 +299,10 @@ def draw_features(exp: core.Explanation, grade: int, key: str, y_range: tuple[fl
     st.plotly_chart(fig, key=key, config=CHART_CONFIG)
 
 
+# Grids of at most this many input pixels a unit (layers 1-4) are not drawn beside their maps.
+FINE_GRID = 2
+
+
 def draw_hidden_layer(res: Result, grade: int, index: int, disp: DisplayChoice, rows: Rows) -> None:
     exp = res.exp
     spec = core.layer(index)
@@ -314,13 +318,23 @@ def draw_hidden_layer(res: Result, grade: int, index: int, disp: DisplayChoice, 
               f"**Constant part** of layer {index} (bias and batch norm) · Σ {fmt_score(row['constant'])}",
               "The share of the score this layer adds itself; it does not depend on the pixels below.")
     with c3:
+        dep_head = f"**Hidden {spec.hidden}×{spec.hidden}, input-dependent**  \nΣ {fmt_score(row['input_dependent'])}"
+        const_head = f"**Hidden {spec.hidden}×{spec.hidden}, constant**  \nΣ {fmt_score(row['constant'])}"
+        if spec.hidden * FINE_GRID >= core.INPUT_SIZE:
+            # One or two input pixels a unit and a field of a few pixels: the grid would be the
+            # maps beside it drawn again.
+            st.markdown(dep_head)
+            st.markdown(const_head)
+            st.caption(f"At {core.INPUT_SIZE // spec.hidden} input pixel(s) a unit and a {spec.rf_paper} px field, the "
+                       "layer's own grid looks like the two maps beside it, so it is not drawn twice.")
+            return
         look = (disp.log, disp.positive_only)
         _show(res.picture(("hidden", index, "input_dependent", grade, look),
                           lambda: draw.jpeg_bytes(hidden_composite(maps.input_dependent[grade], disp))),
-              f"**Hidden {spec.hidden}×{spec.hidden}, input-dependent**  \nΣ {fmt_score(row['input_dependent'])}")
+              dep_head)
         _show(res.picture(("hidden", index, "constant", grade, look),
                           lambda: draw.jpeg_bytes(hidden_composite(maps.constant[grade], disp))),
-              f"**Hidden {spec.hidden}×{spec.hidden}, constant**  \nΣ {fmt_score(row['constant'])}",
+              const_head,
               "The layer's own grid, one square per unit (channels summed), before spreading.")
 
 

@@ -158,9 +158,11 @@ def test_layer_slider_every_value(page, core_result):
     exp = core_result
     g = exp.grade
     rows = {r["layer"]: r for r in exp.conservation()["grades"][g]["layers"]}
+    pictures = {}
     for value in LAYER_OPTIONS:
         page.select_slider(key="layer").set_value(value)
         run(page)
+        pictures[value] = len(page.image)
         head = find(page, "##### Grade")
         line = conservation_text(page)
         assert "✓" in line, line
@@ -183,6 +185,9 @@ def test_layer_slider_every_value(page, core_result):
             assert find(page, f"**Hidden {spec.hidden}×{spec.hidden}, input-dependent**").endswith(f"Σ {fmt(row['input_dependent'])}")
             assert find(page, f"**Hidden {spec.hidden}×{spec.hidden}, constant**").endswith(f"Σ {fmt(row['constant'])}")
             assert f"constants of layers ≥ {value} {fmt(row['constants_from_layer'])}" in line
+    # layers 1-4 (one or two pixels a unit) do not draw their grid again beside its maps; 5-15 do
+    assert len({pictures[v] for v in range(1, 5)}) == 1 and len({pictures[v] for v in range(5, 16)}) == 1
+    assert pictures[5] == pictures[4] + 2
 
 
 def test_threshold_pixel_counts_equal_core(page, core_result):
