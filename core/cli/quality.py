@@ -1,19 +1,23 @@
-"""``python -m core quality``: the options of the quality study, then ``core.study``.
+"""``python -m core quality``: the options of the quality study, then ``core.study``; and
+``python -m core sanity``, its sanity checks of the maps (``core.study.sanity``).
 
-Without ``--out`` the report goes to ``./quality`` under the current directory, never into
-the repository; refreshing the committed study is an explicit ``--out assets/quality``.
+Without ``--out`` the report goes to ``./quality`` (``./sanity``) under the current
+directory, never into the repository; refreshing the committed study is an explicit
+``--out assets/quality``.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from .. import study
 from ..errors import OptionError
 from ..model import CONV_LAYERS
-from ..study import Settings, methods, read_document, run_study, select_tasks, with_timings, write_report
+from ..study import Settings, methods, read_document, run_study, sample_of, select_tasks, with_timings, write_report
+from ..study import sanity as sanity_checks
 from ..weights import is_available, load_weights
 
 DEFAULT_OUT = Path("quality")  # relative: resolved against the working directory when the command runs
@@ -53,6 +57,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--timings-from", metavar="JSON", help="with --render: take the timings from another run (e.g. one on a 2-core CPU)")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_quality)
+    add_sanity_parser(sub)
+
+
+def add_sanity_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``sanity``: Adebayo et al.'s checks, a separate command because its images
+    are few (each costs 17 models' maps) and its options few."""
+    d = Settings()
+    q = sub.add_parser("sanity", help="sanity checks of the maps: cascading layer randomisation and a random logit (Adebayo et al.)",
+                       description=sanity_checks.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("--weights", help="registry name or checkpoint path; default: demo if available, else paper")
+    q.add_argument("--idrid", metavar="DIR", help="the first --n photographs IDRiD_XX.jpg of this folder (default: held-out synthetic images)")
+    q.add_argument("--n", type=int, default=4, help="photographs (default %(default)s; the paper's network on 2 CPU cores: about 130 s each, 90 s with --ig-steps 4)")
+    q.add_argument("--seed", type=int, default=d.seed, help=f"seed of the re-initialisation, random grade, random maps, bootstrap "
+                                                           f"and synthetic images (default {d.seed:_})")
+    q.add_argument("--layers", default=",".join(map(str, d.layers)), help="paper's hidden layers to check (default %(default)s)")
+    q.add_argument("--methods", help="comma-separated subset of methods (default: all)")
+    q.add_argument("--ig-steps", type=int, default=8, help="Integrated Gradients steps (default %(default)s)")
+    q.add_argument("--batchnorm", choices=("reset", "keep"), default="reset",
+                   help="a randomised layer's batch norm: re-initialised with its conv (default) or kept as trained")
+    q.add_argument("--bootstrap", type=int, default=d.bootstrap, help="bootstrap resamples (default %(default)s)")
+    q.add_argument("--out", default=None, help="folder for sanity_<tag>.md/.json/.png (default: ./sanity in the current directory)")
+    q.add_argument("--quiet", action="store_true", help="no line per photograph")
+    q.set_defaults(func=cmd_sanity)
 
 
 def output_folder(args: argparse.Namespace) -> Path:
@@ -108,4 +135,32 @@ def cmd_quality(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["DEFAULT_OUT", "add_parser", "cmd_quality", "output_folder"]
+def cmd_sanity(args: argparse.Namespace) -> int:
+    """Run both sanity checks, write the table, JSON and plot, print the table and the timings."""
+    started = time.perf_counter()
+    if args.n < 1 or args.ig_steps < 1 or args.bootstrap < 1:
+        raise OptionError("--n, --ig-steps and --bootstrap must be >= 1")
+    name = args.weights or ("demo" if is_available("demo") else "paper")
+    lm = load_weights(name)
+    chosen = methods(_layers(args.layers), [m.strip() for m in args.methods.split(",")] if args.methods else None)
+    if args.idrid:
+        samples, kind = sanity_checks.idrid_photographs(args.idrid, args.n), "idrid"
+    else:
+        tasks, kind, _ = select_tasks(lm, n=args.n, seed=args.seed)
+        samples = [sample_of(t) for t in tasks[:args.n]]
+    loaded = time.perf_counter() - started
+    doc = sanity_checks.run_sanity(lm, samples, chosen, seed=args.seed, ig_steps=args.ig_steps, batchnorm=args.batchnorm,
+                                   bootstrap=args.bootstrap, kind=kind, quiet=args.quiet)
+    written = sanity_checks.write_sanity(doc, Path(args.out) if args.out else Path.cwd() / "sanity")
+    print(written["markdown_text"])
+    t = doc["timings_s"]
+    print(f"sanity: {len(samples)} photographs x 17 models in {t['wall']:.1f} s ({t['per_photograph']:.1f} s each), "
+          f"reading the weights and photographs {loaded:.1f} s, {doc['settings']['torch_threads']} torch threads", file=sys.stderr)
+    print("sanity: seconds per photograph: " + ", ".join(f"{k} {v:.2f}" for k, v in t["per_method_per_photograph"].items()),
+          file=sys.stderr)
+    for p in written["files"]:
+        print(f"wrote {p}", file=sys.stderr)
+    return 0
+
+
+__all__ = ["DEFAULT_OUT", "add_parser", "add_sanity_parser", "cmd_quality", "cmd_sanity", "output_folder"]
