@@ -180,6 +180,9 @@ class Explainer:
     def __init__(self, model: LoadedModel, opts: Options, run: dict[str, Any], device: str, threads: int) -> None:
         import torch
 
+        from ..allocator import keep_large_blocks
+
+        keep_large_blocks()  # an actor explains one photograph after another: reuse the temporaries
         torch.set_num_threads(threads)
         self.model, self.opts, self.run = model, opts, run
         model.network.to(device)
