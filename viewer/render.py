@@ -6,6 +6,7 @@ compute scores (core does); they lay out text, charts and pictures.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -499,8 +500,6 @@ def export_title(exp: core.Explanation, grade: int, layer: int | str, map_name: 
     """The title a downloaded map carries, so the file says on its own what it shows: the
     photograph, the grade and its score, the map (at layer 16, that it is the total map,
     because layer 16's features have no place), the model and the date."""
-    import datetime as dt
-
     what = "total map (layer 16's 64 features have no place in the image)" if layer == 16 else map_name
     return (f"{exp.fundus.source or 'photograph'} · grade {grade_label(grade)}, score {float(exp.scores[grade]):+.2f} · "
             f"{what} · model {exp.weights_name} · {today or dt.date.today().isoformat()}")

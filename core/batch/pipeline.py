@@ -31,7 +31,7 @@ from pyarrow import fs as pafs
 from ..errors import CoreError
 from ..weights import LoadedModel
 from .rows import SCHEMA, error_row, summary_row, to_table
-from .sources import Item, is_url, read_bytes
+from .sources import Item, filesystem, is_url, read_bytes
 
 MAPS = ("none", "masks", "all")
 ROWS = "rows"  # Parquet part files: DIR/rows/*.parquet
@@ -94,10 +94,10 @@ class Summary:
 
 
 def _out_fs(out: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
-    """The output's filesystem and root path (local folders and pyarrow URLs alike)."""
+    """The output's filesystem and root path (local folders, and URLs as the sources open them)."""
     out = os.fspath(out)
     if is_url(out):
-        return pafs.FileSystem.from_uri(out)
+        return filesystem(out)
     return pafs.LocalFileSystem(), os.path.abspath(out)
 
 

@@ -44,7 +44,7 @@ def is_url(path: str) -> bool:
     return bool(_URL.match(path))
 
 
-def _filesystem(url: str):
+def filesystem(url: str):
     """(filesystem, path inside it) for a URL; pyarrow first, then fsspec."""
     from pyarrow import fs
 
@@ -65,7 +65,7 @@ def read_bytes(path: str) -> bytes:
         from ..fundus.decode import read_bytes as read_local
 
         return read_local(path)[0]
-    fsys, inner = _filesystem(path)
+    fsys, inner = filesystem(path)
     info = fsys.get_file_info(inner)
     if info.type.name == "NotFound":
         raise FileNotFoundError(path)
@@ -83,7 +83,7 @@ def _list_folder(folder: str) -> list[str]:
     if is_url(folder):
         from pyarrow import fs
 
-        fsys, inner = _filesystem(folder)
+        fsys, inner = filesystem(folder)
         infos = fsys.get_file_info(fs.FileSelector(inner, recursive=True))
         scheme = folder.split("://", 1)[0]
         return sorted(f"{scheme}://{i.path}" for i in infos if i.type.name == "File" and _is_image(i.path))
@@ -164,7 +164,7 @@ def resolve(source: str) -> list[Item]:
         items = [Item(p) for p in sorted(glob.glob(source, recursive=True)) if os.path.isfile(p) and _is_image(p)]
         where = f"{source}: no image matches the pattern"
     elif is_url(source):
-        fsys, inner = _filesystem(source)
+        fsys, inner = filesystem(source)
         kind = fsys.get_file_info(inner).type.name
         if kind == "NotFound":
             raise SourceError(f"{source}: not found")
@@ -186,4 +186,4 @@ def resolve(source: str) -> list[Item]:
     return list(seen.values())
 
 
-__all__ = ["Item", "SourceError", "is_url", "read_bytes", "resolve"]
+__all__ = ["Item", "SourceError", "filesystem", "is_url", "read_bytes", "resolve"]

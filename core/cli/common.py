@@ -11,6 +11,15 @@ EXIT_USER_ERROR = 2
 WEIGHTS_HELP = "registry name (paper, demo) or checkpoint path; default: paper if available, else demo"
 
 
+def unique_stem(stem: str, used: set[str]) -> str:
+    """``stem``, with underscores added until no earlier photograph of this run has it
+    (two ``eye.jpg`` from different folders must not overwrite each other's files)."""
+    while stem in used:
+        stem += "_"
+    used.add(stem)
+    return stem
+
+
 def fail(msg: str) -> None:
     print(f"error: {msg}", file=sys.stderr)
 

@@ -10,7 +10,7 @@ from ..explanation import explain
 from ..export import write_explanation
 from ..fundus import FundusReadError, read_fundus
 from ..weights import load_weights
-from .common import EXIT_USER_ERROR, add_weights_argument, fail
+from .common import EXIT_USER_ERROR, add_weights_argument, fail, unique_stem
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,10 +36,7 @@ def run(args: argparse.Namespace) -> int:
             status = EXIT_USER_ERROR
             continue
         exp = explain(model, fundus, precision=args.precision)
-        stem = Path(path).stem
-        while stem in used:
-            stem += "_"
-        used.add(stem)
+        stem = unique_stem(Path(path).stem, used)
         out = Path(args.out) / stem
         write_explanation(exp, out, args.k)
         cons = exp.conservation()

@@ -37,7 +37,7 @@ from ..explanation import explain
 from ..fundus import Fundus, FundusReadError, read_fundus
 from ..model import GRADE_NAMES
 from ..weights import load_weights
-from .common import EXIT_USER_ERROR, add_weights_argument, fail
+from .common import EXIT_USER_ERROR, add_weights_argument, fail, unique_stem
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -184,10 +184,7 @@ def _parametric_maps(exam: Exam, folder: Path) -> list[str]:
         if not exp.gradable:
             print(f"note: {photo.name}: ungradable, so no Parametric Map", file=sys.stderr)
             continue
-        stem = Path(photo.name).stem
-        while stem in used:
-            stem += "_"
-        used.add(stem)
+        stem = unique_stem(Path(photo.name).stem, used)
         written.append(_write(folder / f"{stem}.parametric-map.dcm", parametric_map_bytes(exp)))
     return written
 
