@@ -9,11 +9,12 @@ de la Torre, Valls & Puig (2017/2020), with no user interface.
     exp.in_input_space(12, "constant")         # 5 x 640 x 640
     exp.total()                                # 5 x 640 x 640, sums to the scores
     exp.mask(grade=4, k=2.0)                   # pixels above k sigma
+    core.feature_map(model, fundus, grade=4, feature=17).total  # where one layer-15 feature lies
 """
 
 from . import card
 from .errors import CoreError
-from .explanation import PARTS, Explanation, LayerMaps, explain, threshold_mask
+from .explanation import PARTS, Explanation, FeatureMap, LayerMaps, explain, feature_map, threshold_mask
 from .fundus import IMAGE_SUFFIXES, MAX_BYTES, Assessment, Check, Fundus, FundusReadError, read_fundus
 from .model import CONV_LAYERS, GRADE_NAMES, INPUT_SIZE, LAYERS, DRNet, LayerSpec, layer
 from .weights import (
@@ -44,6 +45,7 @@ __all__ = [
     "REGISTRY",
     "DRNet",
     "Explanation",
+    "FeatureMap",
     "Fundus",
     "FundusReadError",
     "LayerMaps",
@@ -53,6 +55,7 @@ __all__ = [
     "WeightsError",
     "default_name",
     "explain",
+    "feature_map",
     "fetch",
     "is_available",
     "layer",

@@ -288,4 +288,61 @@ def explain(model: LoadedModel, fundus: Fundus, precision: Precision = "float32"
     return Explanation(propagate(model.network, x, precision=precision), fundus, model.name, model.sha256, model.meta)
 
 
-__all__ = ["PARTS", "Explanation", "LayerMaps", "explain", "threshold_mask"]
+@dataclass(frozen=True)
+class FeatureMap:
+    """Where one layer-15 feature's contribution to one grade's score lies in the image.
+
+    ``score`` is w[grade, feature] * f_feature, the feature's bar at layer 16. ``input_map``
+    (640, 640) is its pixels' part; ``total`` (640, 640) adds every layer's constant map in
+    input space, so it sums to ``score`` (no bias: the bias belongs to no feature). Summed
+    over all features of a grade, the totals give ``Explanation.total()[grade] - bias_map()[grade]``.
+    ``relative_error`` is |score - total.sum()| over the largest of |score|, |input_map.sum()|
+    and |constants' sum| (as ``Explanation.conservation``).
+    """
+
+    grade: int
+    feature: int
+    score: float
+    input_map: np.ndarray
+    total: np.ndarray
+    relative_error: float
+
+
+def _index(value: Any, name: str, count: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < count:
+        raise ValueError(f"{name} must be an integer 0..{count - 1}, not {value!r}")
+    return int(value)
+
+
+def feature_map(model: LoadedModel, fundus: Fundus, grade: int, feature: int) -> FeatureMap:
+    """Feature ``feature`` (0..63) of layer 15 propagated for ``grade`` (0..4) alone.
+
+    One forward pass and one single-row backward pass (``propagate(..., start=...)``
+    from a layer-16 row that is w[grade, feature] at ``feature`` and zero elsewhere), in
+    the default float32 arithmetic (``explain``'s), so its maps are, up to rounding, the
+    part of ``explain``'s maps that this feature carries: the propagation is linear in
+    the layer-16 row. A feature that is 0 or has weight 0 gives all-zero maps.
+    """
+    w = model.network.linear.weight  # (5, 64)
+    grade = _index(grade, "grade", w.shape[0])
+    feature = _index(feature, "feature", w.shape[1])
+    if fundus.image.shape != (INPUT_SIZE, INPUT_SIZE, 3):
+        raise ValueError(f"fundus image must be {INPUT_SIZE}x{INPUT_SIZE}x3, got {fundus.image.shape}")
+    x = model.normalisation.to_tensor(fundus.image).to(next(model.network.parameters()).device)
+    start = np.zeros((1, w.shape[1]), np.float64)  # propagate casts it to its arithmetic, exactly
+    start[0, feature] = w[grade, feature].item()
+    prop = propagate(model.network, x, start=start)
+    constants = np.zeros(prop.input_map.shape[1:], np.float64)
+    for spec in CONV_LAYERS:
+        constants += to_input_space(prop.constant[spec.index - 1][0], spec)
+    input_map = prop.input_map[0]
+    total = (input_map.astype(np.float64) + constants).astype(np.float32)
+    score = float(prop.features[grade, feature])
+    parts = (abs(score), abs(float(input_map.sum(dtype=np.float64))), abs(float(constants.sum())), 1e-12)
+    error = abs(score - float(total.sum(dtype=np.float64))) / max(parts)
+    input_map.setflags(write=False)
+    total.setflags(write=False)
+    return FeatureMap(grade, feature, score, input_map, total, error)
+
+
+__all__ = ["PARTS", "Explanation", "FeatureMap", "LayerMaps", "explain", "feature_map", "threshold_mask"]

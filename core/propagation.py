@@ -26,7 +26,11 @@ Precision = Literal["float32", "float64"]
 
 @dataclass
 class Propagation:
-    """Raw results for all grades, in the precision asked for, grade-major (5, ...)."""
+    """Raw results for all grades, in the precision asked for, grade-major (5, ...).
+
+    With ``propagate(..., start=rows)`` the three kinds of map are (n, ...), one per
+    start row, while ``scores``, ``features`` and ``bias`` remain the model's.
+    """
 
     scores: np.ndarray  # (5,) pre-softmax
     features: np.ndarray  # (5, 64) w_cj * f_j
@@ -82,9 +86,27 @@ def _upsample2(g: torch.Tensor) -> torch.Tensor:
     return F.interpolate(g, scale_factor=2, mode="nearest")
 
 
+def _start_rows(start: torch.Tensor | np.ndarray, w_lin: torch.Tensor) -> torch.Tensor:
+    """``start`` as (n, F) rows in the dtype and on the device of the layer-16 weights ``w_lin`` (5, F)."""
+    rows = torch.as_tensor(start)
+    if rows.ndim != 2 or rows.shape[0] < 1 or rows.shape[1] != w_lin.shape[1]:
+        raise ValueError(f"start must have shape (n, {w_lin.shape[1]}) with n >= 1, got {tuple(rows.shape)}")
+    if rows.is_complex() or rows.dtype == torch.bool:
+        raise ValueError(f"start must be real numbers, not {rows.dtype}")
+    rows = rows.to(device=w_lin.device, dtype=w_lin.dtype)
+    if not torch.isfinite(rows).all():
+        raise ValueError("start must be finite")
+    return rows
+
+
 @torch.inference_mode()
 def propagate(
-    model: DRNet, x: torch.Tensor, *, precision: Precision = "float32", channels_last: bool = True
+    model: DRNet,
+    x: torch.Tensor,
+    *,
+    precision: Precision = "float32",
+    channels_last: bool = True,
+    start: torch.Tensor | np.ndarray | None = None,
 ) -> Propagation:
     """Scores and every layer's hidden maps for all grades of one input ``x`` (1, 3, H, W).
 
@@ -94,6 +116,14 @@ def propagate(
     in a max pool: float32 rounding decides a few such units differently from
     float64 (conservation holds either way). "float64" is the reference; it
     runs PyTorch's slow double-precision convolutions.
+
+    ``start`` (n, 64), n >= 1: layer-16 weights for the backward pass to start
+    from instead of ``model.linear.weight``. The gates come from the forward pass
+    alone, so the propagation is linear in these rows: row r's maps (the
+    ``input_dependent``, ``constant`` and ``input_map`` entries, then (n, ...))
+    decompose ``sum_j start[r, j] * f_j``, with no bias. ``scores``, ``features``,
+    ``bias`` and ``activations`` stay the model's own. None (the default) is the
+    model's five grades, by the same arithmetic as ever.
     """
     if x.ndim != 4 or x.shape[0] != 1:
         raise ValueError("propagate expects one image, shape (1, 3, H, W)")
@@ -103,17 +133,18 @@ def propagate(
     if precision not in ("float32", "float64"):
         raise ValueError(f"precision must be 'float32' or 'float64', not {precision!r}")
     dtype = torch.float64 if precision == "float64" else torch.float32
+    w_lin = model.linear.weight.to(dtype)  # (5, 64)
+    w_start = w_lin if start is None else _start_rows(start, w_lin)  # checked before the forward pass
+    n = w_start.shape[0]
     blocks, feats, scores = _forward(model, x, fmt, dtype)
     feats, scores = feats[0], scores[0]
     x = x.to(dtype).contiguous(memory_format=fmt)
-    w_lin = model.linear.weight.to(dtype)  # (5, 64)
-    n = w_lin.shape[0]
 
     # Layer 16 and the proportional average pool: each of the positions p of
     # feature j receives w_cj * a(p) / area, i.e. lambda = w_cj / area.
     last = blocks[-1].linear
     area = last.shape[-1] * last.shape[-2]
-    g = (w_lin / area).view(n, -1, 1, 1).expand(n, -1, *last.shape[-2:]).contiguous(memory_format=fmt)
+    g = (w_start / area).view(n, -1, 1, 1).expand(n, -1, *last.shape[-2:]).contiguous(memory_format=fmt)
 
     input_dep: list[np.ndarray] = [np.empty(0)] * len(blocks)
     constant: list[np.ndarray] = [np.empty(0)] * len(blocks)
