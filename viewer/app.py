@@ -18,7 +18,7 @@ if _ROOT not in sys.path:
 import streamlit as st  # noqa: E402
 
 import core  # noqa: E402
-from viewer import controls, exam_page, render, state  # noqa: E402
+from viewer import controls, exam_page, reading, render, state  # noqa: E402
 
 
 def model_section() -> core.LoadedModel | None:
@@ -57,17 +57,21 @@ def model_section() -> core.LoadedModel | None:
 
 
 @st.fragment
-def explore(res: state.Result) -> None:
+def explore(res: state.Result, model: core.LoadedModel) -> None:
     """Everything that moves with the sliders: reruns alone, never the model."""
     if not res.has("conservation"):
         with st.spinner("Taking every layer's scores back to the pixels…"):
             res.ensure_conservation()
-    choice = controls.explain_ui(res.exp.grade)
-    disp = controls.display_ui()
-    render.draw_layer_view(res, choice, disp)
+    with st.container(key="reading"):
+        choice, k = controls.explain_ui(res.exp.grade)
+        disp, rc = controls.reading_ui(k)
+        reading.draw_reading(res, choice, disp, rc)
+    render.draw_layer_view(res, choice, disp, model)
     if choice.own_grade is not None:
-        render.draw_comparison(res, choice.own_grade, disp, choice.layer)
-    render.draw_threshold(res, choice, disp)
+        render.draw_comparison(res, choice.own_grade, disp, choice.layer, rc.evidence)
+    values, name = reading.shown_map(res, choice.grade, choice.layer, rc)
+    mask = reading.marked_pixels(res, choice.grade, choice.layer, rc, disp.k)
+    render.draw_threshold(res, choice, disp, mask, name, reading.session_record(res, choice, disp, rc), values)
 
 
 def main() -> None:
@@ -124,7 +128,7 @@ def main() -> None:
         with st.container(key="ungradable_output" if ungradable else "scores"):
             render.draw_scores(res.exp, model, reference=reference)
     with explore_slot.container(key="ungradable_maps" if ungradable else "maps"):
-        explore(res)
+        explore(res, model)
     state.warm_in_background(res)
 
 

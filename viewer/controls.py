@@ -2,7 +2,8 @@
 
 Widget keys are stable; the tests drive the page through them:
 ``upload``, ``sample``, ``grade``, ``own_grade``, ``layer``, ``k``, ``overlay``,
-``opacity``, ``log``, ``positive_only``, ``download_weights``, ``mode``.
+``opacity``, ``log``, ``positive_only``, ``download_weights``, ``mode``; the reading view's
+``view``, ``evidence``, ``tool``, ``lesion``, ``detail``, ``show_marked``.
 The screening exam's controls are in exam_controls.py.
 """
 
@@ -14,6 +15,8 @@ from pathlib import Path
 import streamlit as st
 
 import core
+from core.marks import LESION_TYPES
+from core.regions import POOL_SIZES
 
 UPLOAD_TYPES = tuple(sorted(s.lstrip(".") for s in core.IMAGE_SUFFIXES))
 MAX_UPLOAD_MB = core.MAX_BYTES // 2**20  # the reader's limit; .streamlit/config.toml says the same
@@ -158,9 +161,9 @@ def download_weights_ui(stretch: bool = False) -> bool:
     )
 
 
-def explain_ui(predicted: int) -> ExplainChoice:
-    """Grade to explain, the clinician's own grade and the layer slider."""
-    c1, c2, c3 = st.columns([1.25, 1.15, 3.1], gap="medium")
+def explain_ui(predicted: int) -> tuple[ExplainChoice, float]:
+    """Grade to explain, the clinician's own grade, the layer slider and the threshold k."""
+    c1, c2, c3, c4 = st.columns([1.2, 1.1, 2.75, 1.35], gap="medium")
     with c1:
         grade = st.selectbox(
             "Grade to explain",
@@ -189,31 +192,76 @@ def explain_ui(predicted: int) -> ExplainChoice:
             help="Follow the score down the network: at every layer the maps plus the constants of the "
             "layers above add up to the score.",
         )
-    return ExplainChoice(grade=int(grade), own_grade=None if own is None else int(own), layer=layer)
-
-
-def display_ui() -> DisplayChoice:
-    """Colour scale, threshold and overlay options."""
-    c1, c2, c3, c4, c5 = st.columns([0.95, 1.05, 1.25, 1.5, 2.0], gap="medium", vertical_alignment="center")
-    with c1:
-        log = st.toggle("Log scale", key="log", help="Colours follow log(1 + |s|): weak regions become visible.")
-    with c2:
-        positive_only = st.toggle("Positive only", key="positive_only", help="Show only the evidence for the grade (red).")
-    with c3:
-        overlay = st.toggle("Overlay on retina", key="overlay", help="Lay the maps over the photograph.")
     with c4:
-        opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.7, 0.05, key="opacity")
-    with c5:
-        k = st.slider(
-            "Threshold k (standard deviations)",
-            K_MIN,
-            K_MAX,
-            K_DEFAULT,
-            K_STEP,
-            format="%.1f",
-            key="k",
-            help="Marks the pixels whose score is positive and above the mean + k standard deviations "
-            "(statistics over the field of view), as in the authors' binary maps.",
-        )
-    return DisplayChoice(log=bool(log), positive_only=bool(positive_only), k=round(float(k), 1),
-                         overlay=bool(overlay), opacity=float(opacity))
+        k = st.slider("Threshold k (standard deviations)", K_MIN, K_MAX, K_DEFAULT, K_STEP, format="%.1f", key="k",
+                      help="Cyan marks what is positive and above the mean + k standard deviations of the map shown "
+                      "(over the field of view; in a regions view, over the regions), as in the authors' binary maps.")
+    return ExplainChoice(grade=int(grade), own_grade=None if own is None else int(own), layer=layer), round(float(k), 1)
+
+
+PIXELS = 1  # the reading view's "view": 1 = single pixels, else the side of the pooled blocks
+VIEWS: tuple[int, ...] = (PIXELS, *POOL_SIZES)
+TOOL_LABELS = {"zoom": ":material/zoom_in: Zoom", "pan": ":material/pan_tool: Pan", "box": ":material/crop_square: Box",
+               "lasso": ":material/gesture: Lasso", "point": ":material/adjust: Point"}
+DETAILS = ("full", "input")
+
+
+@dataclass(frozen=True)
+class ReadingChoice:
+    view: int  # PIXELS or a block side in input pixels
+    evidence: str  # "total" or "pixels" (core.views.EVIDENCE)
+    tool: str  # what a drag or click on the figure does (viewer.reading_figure.TOOLS)
+    lesion: str  # the type the next mark gets (core.marks.LESION_TYPES)
+    detail: str  # the photograph on the left: "full" resolution or the model's "input"
+    show_marked: bool  # the k-sigma pixels over the photograph
+
+
+def reading_ui(k: float) -> tuple[DisplayChoice, ReadingChoice]:
+    """The reading view's second row: view, evidence, mouse tool, the next mark's type, and the
+    display options (and what each control means) in a popover. Labels are inside the options,
+    so the row is one line high and the figure fits the screen under it."""
+    c_view, c_ev, c_tool, c_lesion, c_more = st.columns([2.35, 1.55, 3.3, 1.75, 0.5], gap="small",
+                                                        vertical_alignment="center")
+    with c_view:
+        view = st.segmented_control(
+            "View", options=list(VIEWS), format_func=lambda v: "Pixels" if v == PIXELS else f"{v} px",
+            default=PIXELS, required=True, key="view", label_visibility="collapsed")
+    with c_ev:
+        evidence = st.segmented_control(
+            "Evidence", options=["total", "pixels"], format_func=lambda e: "Total" if e == "total" else "Pixels only",
+            default="total", required=True, key="evidence", label_visibility="collapsed")
+    with c_tool:
+        tool = st.segmented_control(
+            "Mouse", options=list(TOOL_LABELS), format_func=TOOL_LABELS.get, default="zoom", required=True, key="tool",
+            label_visibility="collapsed")
+    with c_lesion:
+        lesion = st.selectbox("Next mark", options=list(LESION_TYPES), key="lesion", label_visibility="collapsed",
+                              format_func=lambda t: f"Mark: {t}")
+    with c_more, st.popover("", icon=":material/tune:", help="Display options, and what the controls mean"):
+        st.markdown(READING_HELP)
+        log = st.toggle("Log scale", key="log", help="Colours follow log(1 + |s|): weak regions become visible.")
+        positive_only = st.toggle("Positive only", key="positive_only", help="Show only the evidence for the grade (red).")
+        overlay = st.toggle("Retina under the map", value=True, key="overlay",
+                            help="A faint colour retina under the map (off: the map on white).")
+        opacity = st.slider("Map opacity", 0.0, 1.0, 0.85, 0.05, key="opacity")
+        show_marked = st.toggle("k-σ pixels on the photograph", value=True, key="show_marked")
+        detail = st.radio("Photograph", options=list(DETAILS), key="detail", horizontal=True,
+                          format_func=lambda d: "Full resolution" if d == "full" else "Model input (640 px)",
+                          help="Full resolution: the original photograph within the model's crop, so zooming in shows "
+                          "its own detail. Model input: exactly the 640x640 pixels the model saw.")
+    disp = DisplayChoice(log=bool(log), positive_only=bool(positive_only), k=k, overlay=bool(overlay), opacity=float(opacity))
+    reading = ReadingChoice(view=int(view or PIXELS), evidence=str(evidence or "total"), tool=str(tool or "zoom"),
+                            lesion=str(lesion), detail=str(detail), show_marked=bool(show_marked))
+    return disp, reading
+
+
+READING_HELP = """**View**: *Pixels* is the map as the paper draws it. *4–32 px* sums the map over square regions: a region's
+colour is its exact net contribution, for (red) or against (blue), and the threshold acts on regions.
+
+**Evidence**: *Total* is the photograph's pixels plus the constants (bias and batch-norm terms, the same for every
+photograph) spread over receptive fields; it adds up to the score. *Pixels only* leaves the constants out of the
+picture and of the threshold.
+
+**Mouse**: *Zoom* drags a rectangle (scroll zooms too; double-click shows the whole retina), *Pan* drags.
+*Box*, *Lasso* and *Point* mark a finding of your own on either picture, with the type chosen beside.
+"""

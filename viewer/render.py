@@ -16,8 +16,11 @@ import streamlit as st
 
 import core
 from core import pictures as draw
+from core import views
+from core.serialise import dumps
 
 from . import pictures as pic
+from . import state
 from .controls import DisplayChoice, ExplainChoice, Reference, grade_label
 from .state import Result
 
@@ -64,7 +67,7 @@ def layer_title(layer: int | str) -> str:
 def draw_style() -> None:
     """Less empty space above the title; the model's output for an ungradable photograph greyed."""
     st.html(
-        "<style>[data-testid='stMainBlockContainer']{padding-top:2.2rem;}"
+        "<style>[data-testid='stMainBlockContainer']{padding-top:2.2rem;padding-left:1.5rem;padding-right:1.5rem;}"
         ".st-key-ungradable_output, .st-key-ungradable_maps{filter:grayscale(1);opacity:0.6;}</style>"
     )
 
@@ -282,7 +285,8 @@ def _rows(res: Result, grade: int) -> Rows:
 
 
 def draw_features(exp: core.Explanation, grade: int, key: str, y_range: tuple[float, float] | None = None,
-                  title: str | None = None) -> None:
+                  title: str | None = None, selectable: bool = False) -> int | None:
+    """The 64 feature scores and the bias as bars; with ``selectable``, the feature clicked (or None)."""
     feats = [float(v) for v in exp.features[grade]]
     bias = float(exp.bias[grade])
     x = [str(j) for j in range(len(feats))] + ["bias"]
@@ -297,7 +301,38 @@ def draw_features(exp: core.Explanation, grade: int, key: str, y_range: tuple[fl
                    tickmode="array", tickvals=[str(j) for j in range(0, 64, 8)] + ["bias"]),
         yaxis=dict(title="score", zeroline=True, zerolinecolor="#444", range=list(y_range) if y_range else None),
     )
-    st.plotly_chart(fig, key=key, config=CHART_CONFIG)
+    if not selectable:
+        st.plotly_chart(fig, key=key, config=CHART_CONFIG)
+        return None
+    fig.update_layout(clickmode="event+select", dragmode=False)
+    event = st.plotly_chart(fig, key=key, config=CHART_CONFIG, on_select="rerun", selection_mode="points")
+    points = (event.selection.points if event else None) or []
+    x = str(points[0].get("x", "")) if points else ""
+    return int(x) if x.isdigit() and int(x) < len(feats) else None
+
+
+def draw_feature_map(res: Result, model: core.LoadedModel, grade: int, feature: int, disp: DisplayChoice) -> None:
+    """Where one feature lies: its own score propagated to the pixels (one backward pass, on demand)."""
+    exp = res.exp
+
+    def make() -> tuple[bytes, float, float]:
+        with state.EXPLAIN_SLOTS:
+            fm = core.feature_map(model, exp.fundus, grade, feature)
+        return draw.jpeg_bytes(map_composite(exp, fm.total, disp)), fm.score, fm.relative_error
+
+    with st.spinner(f"Propagating feature {feature} alone down to the pixels…"):
+        jpeg, score, err = res.picture(("feature", grade, feature, _look(disp)), make)
+    c1, c2 = st.columns([1, 1.4], gap="large")
+    with c1:
+        _show(jpeg, f"**Feature {feature}** for grade {grade_label(grade)} · w·f = {fmt_score(score)}")
+    with c2:
+        st.markdown(
+            f"Feature {feature}'s own share of the score, **{fmt_score(score)}**, propagated alone from layer 16 down to "
+            f"the pixels (its input map plus its constants in input space; they add up to {fmt_score(score)}, "
+            f"relative error {fmt_error(err)})."
+        )
+        st.caption("Summed over all 64 features these maps give the grade's total map without the bias. "
+                   "Click another bar to see another feature; click the same bar again to deselect it.")
 
 
 # Grids of at most this many input pixels a unit (layers 1-4) are not drawn beside their maps.
@@ -392,14 +427,18 @@ def draw_conservation(res: Result, grade: int, layer: int | str) -> None:
         st.warning(f"Conservation check failed: {text}")
 
 
-def draw_layer_view(res: Result, choice: ExplainChoice, disp: DisplayChoice) -> None:
+def draw_layer_view(res: Result, choice: ExplainChoice, disp: DisplayChoice, model: core.LoadedModel) -> None:
     """The maps of the chosen grade at the chosen layer, with their sums and the check."""
     exp = res.exp
     g = choice.grade
     st.markdown(f"##### Grade {grade_label(g)} (score {fmt_score(float(exp.scores[g]))}) · {layer_title(choice.layer)}")
     rows = _rows(res, g)
     if choice.layer == 16:
-        draw_features(exp, g, key="features_chart")
+        feature = draw_features(exp, g, key="features_chart", selectable=True,
+                                title=f"Grade {grade_label(g)}: score of each feature (w·f) and the bias · click a bar "
+                                "to see where that feature lies")
+        if feature is not None:
+            draw_feature_map(res, model, g, feature, disp)
     elif choice.layer == "input":
         draw_input_layer(res, g, disp, rows)
     else:
@@ -408,7 +447,7 @@ def draw_layer_view(res: Result, choice: ExplainChoice, disp: DisplayChoice) -> 
 
 
 # --------------------------------------------------------------------- comparison
-def draw_comparison(res: Result, own: int, disp: DisplayChoice, layer: int | str) -> None:
+def draw_comparison(res: Result, own: int, disp: DisplayChoice, layer: int | str, evidence: str = "total") -> None:
     exp = res.exp
     model_g = exp.grade
     st.subheader(f"Your grade {grade_label(own)} beside the model's grade {grade_label(model_g)}", anchor=False)
@@ -443,34 +482,37 @@ def draw_comparison(res: Result, own: int, disp: DisplayChoice, layer: int | str
             draw_features(exp, model_g, key="features_model", y_range=(lo - pad, hi + pad),
                           title=f"Model's grade {grade_label(model_g)} · score {fmt_score(s_mod)}")
         return
-    name = exp.focus_map(own, layer)[1]
+    name = views.level_map(exp, own, layer, evidence)[1]
 
-    def pair() -> tuple[bytes, bytes]:
-        a, b = exp.focus_map(own, layer)[0], exp.focus_map(model_g, layer)[0]
+    def three() -> tuple[bytes, bytes, bytes]:
+        a = views.level_map(exp, own, layer, evidence)[0]
+        b = views.level_map(exp, model_g, layer, evidence)[0]
+        diff = b.astype(np.float64) - a
         fov = exp.fundus.fov
-        scale = _scale(np.stack([a, b]), disp, np.stack([fov, fov]))
-        return draw.jpeg_bytes(map_composite(exp, a, disp, scale)), draw.jpeg_bytes(map_composite(exp, b, disp, scale))
+        scale = _scale(np.stack([a, b, diff]), disp, np.stack([fov, fov, fov]))
+        return tuple(draw.jpeg_bytes(map_composite(exp, m, disp, scale)) for m in (a, b, diff))  # type: ignore[return-value]
 
-    own_jpeg, model_jpeg = res.picture(("compare", layer, own, model_g, _look(disp)), pair)
+    own_jpeg, model_jpeg, diff_jpeg = res.picture(("compare", layer, evidence, own, model_g, _look(disp)), three)
     c1, c2, c3 = st.columns(3, gap="medium")
     with c1:
         _show(own_jpeg, f"**Your grade {grade_label(own)}** · score {fmt_score(s_own)}")
     with c2:
         _show(model_jpeg, f"**Model's grade {grade_label(model_g)}** · score {fmt_score(s_mod)}")
     with c3:
-        st.markdown(f"Both show the {name}, on one shared colour scale, so their colours compare directly.")
-        st.caption("Red areas in the model's map and blue areas in yours are where the image pushed the model "
-                   "towards its own grade.")
+        _show(diff_jpeg, f"**Difference: model's − yours** · Σ {fmt_score(s_mod - s_own)}",
+              "Red: where the photograph pushed the model towards its own grade rather than yours; blue: towards yours.")
+    st.caption(f"All three show the {name} on one shared colour scale, so their colours compare directly.")
 
 
 # --------------------------------------------------------------------- threshold, overlay, downloads
-def draw_threshold(res: Result, choice: ExplainChoice, disp: DisplayChoice) -> None:
+def draw_threshold(res: Result, choice: ExplainChoice, disp: DisplayChoice, mask: np.ndarray, name: str,
+                   settings: Mapping[str, Any], values: np.ndarray) -> None:
+    """The reading view's k-sigma pixels (``mask`` of the map ``name``) over the retina, the flicker
+    view, and the downloads (``settings``: what the reading view showed, for scores.json)."""
     exp = res.exp
     g = choice.grade
-    name = exp.focus_map(g, choice.layer)[1]
 
     def make() -> tuple[int, bytes, bytes]:
-        mask = exp.mask(g, disp.k, values=exp.focus_map(g, choice.layer)[0])
         marked = pic.mask_picture(exp.fundus.image, mask, disp.opacity)
         return int(mask.sum()), draw.jpeg_bytes(marked), draw.flicker_gif([exp.fundus.image, marked])
 
@@ -493,29 +535,37 @@ def draw_threshold(res: Result, choice: ExplainChoice, disp: DisplayChoice) -> N
         if choice.layer == 16:
             st.caption("Layer 16 has no map: the threshold acts on the total map.")
         st.markdown("**Downloads**")
-        draw_downloads(res, choice, disp, gif, name)
+        draw_downloads(res, choice, disp, gif, name, settings, values)
 
 
-def export_title(exp: core.Explanation, grade: int, layer: int | str, map_name: str, today: str | None = None) -> str:
-    """The title a downloaded map carries, so the file says on its own what it shows: the
-    photograph, the grade and its score, the map (at layer 16, that it is the total map,
-    because layer 16's features have no place), the model and the date."""
+def export_title(exp: core.Explanation, grade: int, layer: int | str, map_name: str, today: str | None = None,
+                 k: float | None = None) -> str:
+    """The caption a downloaded map carries, so the file says on its own what it shows: the
+    photograph, the grade and its score, the layer and map (at layer 16, that it is the total
+    map, because layer 16's features have no place), k, the model and the date."""
     what = "total map (layer 16's 64 features have no place in the image)" if layer == 16 else map_name
+    level = "input" if layer == "input" else f"layer {layer}"
+    threshold = f" · k = {k:.1f}" if k is not None else ""
     return (f"{exp.fundus.source or 'photograph'} · grade {grade_label(grade)}, score {float(exp.scores[grade]):+.2f} · "
-            f"{what} · model {exp.weights_name} · {today or dt.date.today().isoformat()}")
+            f"{level}: {what}{threshold} · model {exp.weights_name} · {today or dt.date.today().isoformat()}")
 
 
-def draw_downloads(res: Result, choice: ExplainChoice, disp: DisplayChoice, gif: bytes, map_name: str) -> None:
+def draw_downloads(res: Result, choice: ExplainChoice, disp: DisplayChoice, gif: bytes, map_name: str,
+                   settings: Mapping[str, Any], values: np.ndarray) -> None:
     exp = res.exp
     g = choice.grade
     tag = f"grade{g}-layer{choice.layer}"
-    title = export_title(exp, g, choice.layer, map_name)
+    title = export_title(exp, g, choice.layer, map_name, k=disp.k)
 
     def map_png() -> bytes:  # made only when clicked
-        return draw.png_bytes(draw.titled(map_composite(exp, exp.focus_map(g, choice.layer)[0], disp), title))
+        return draw.png_bytes(draw.titled(map_composite(exp, values, disp), title))
 
-    st.download_button("scores.json", data=res.scores_json, file_name="scores.json", mime="application/json",
-                       on_click="ignore", key="dl_scores", icon=":material/download:", width="stretch")
+    def scores_json() -> str:
+        return dumps(exp.summary() | dict(settings), indent=2)
+
+    st.download_button("scores.json (with your grade and marks)", data=scores_json, file_name="scores.json",
+                       mime="application/json", on_click="ignore", key="dl_scores", icon=":material/download:",
+                       width="stretch")
     st.download_button("Current map (PNG)", data=map_png, file_name=f"map-{tag}.png",
                        mime="image/png", on_click="ignore", key="dl_map", icon=":material/download:", width="stretch")
     st.download_button("Flicker view (GIF)", data=gif, file_name=f"flicker-{tag}-k{disp.k:.1f}.gif", mime="image/gif",

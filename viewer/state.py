@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import streamlit as st
 
 import core
+from core.marks import Mark
 
 from .controls import InputChoice, Reference
 
@@ -193,14 +194,65 @@ def read_input(choice: InputChoice) -> core.Fundus:
     except core.FundusReadError:
         forget()
         raise
-    st.session_state[_FUNDUS] = (choice.ident, fundus)
+    st.session_state[_FUNDUS] = (choice.ident, fundus, src)
     return fundus
 
 
+def source() -> bytes | Path | None:
+    """The file the shown photograph was read from (upload bytes in memory, or a sample's path):
+    the reading view decodes it again at full resolution."""
+    cached = st.session_state.get(_FUNDUS)
+    return cached[2] if cached is not None else None
+
+
 def forget() -> None:
-    """Drop this session's result (a new, unreadable or removed image)."""
+    """Drop this session's result (a new, unreadable or removed image) and its marks."""
     st.session_state.pop(_RESULT, None)
     st.session_state.pop(_FUNDUS, None)
+    st.session_state.pop(_MARKS, None)
+
+
+# ------------------------------------------------------------------ the clinician's marks
+_MARKS = "_marks"
+_SEEN = "_selection_seen"
+CHART = "reading_chart"  # the reading figure's widget key: its state is the last selection
+
+
+def _signature(selection: dict | None) -> str:
+    return repr(sorted((k, repr(v)) for k, v in (selection or {}).items()))
+
+
+def _chart_selection() -> dict | None:
+    state = st.session_state.get(CHART)
+    return dict(state.get("selection") or {}) if state else None
+
+
+def marks(res: Result) -> list[Mark]:
+    """This session's marks on ``res``'s photograph (a new photograph starts with none, and a
+    selection left in the chart from the previous photograph is never taken for it)."""
+    held = st.session_state.get(_MARKS)
+    if held is None or held[0] != res.key:
+        held = (res.key, [])
+        st.session_state[_MARKS] = held
+        st.session_state[_SEEN] = _signature(_chart_selection())
+    return held[1]
+
+
+def take_selection(res: Result, lesion: str, make: Callable[[dict, str], list[Mark]]) -> bool:
+    """Turn the chart's new selection into marks (``make(selection, lesion)``); True if any were added.
+
+    A selection stays in the chart's state across reruns: the last one taken is
+    remembered, so each is added once.
+    """
+    current = marks(res)
+    selection = _chart_selection()
+    sig = _signature(selection)
+    if not selection or st.session_state.get(_SEEN) == sig:
+        return False
+    st.session_state[_SEEN] = sig
+    new = make(selection, lesion)
+    current.extend(new)
+    return bool(new)
 
 
 def explain(model: core.LoadedModel, fundus: core.Fundus) -> tuple[Result, bool]:
@@ -212,6 +264,7 @@ def explain(model: core.LoadedModel, fundus: core.Fundus) -> tuple[Result, bool]
     res = st.session_state.get(_RESULT)
     if res is not None and res.key == key:
         return res, False
+    st.session_state.pop(_MARKS, None)
     st.session_state.pop(_RESULT, None)  # never show the previous image's result
     with st.spinner("The model is grading the image and tracing every score back to the pixels…"), EXPLAIN_SLOTS:
         res = Result(key=key, exp=core.explain(model, fundus))

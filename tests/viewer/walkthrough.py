@@ -183,15 +183,17 @@ def full_scenario(page, url: str, exp: core.Explanation, shots: Path) -> list[Pa
     expected = int(exp.mask(exp.grade, 2.5, values=exp.total()[exp.grade]).sum())
     wait_text(page, "p", f"{expected:,} pixels are above the mean + 2.5 SD")
 
-    # ---- overlay on the retina
+    # ---- the retina under the maps (on by default; in the display options' popover): off
     before = map_sources(page)
     t = time.perf_counter()
+    page.locator(".st-key-reading [data-testid=stPopover] button").first.click()
     page.locator(".st-key-overlay label").click()
     page.wait_for_function("(old) => { const now = [...document.querySelectorAll('[data-testid=stImage] img')]"
                            ".map(e => e.src); return now.length > 1 && now[1] !== old[1]; }", arg=before)
     settle(page)
     print(f"TIMING model={exp.weights_name} overlay_toggle_s={time.perf_counter() - t:.3f}")
-    assert page.locator(".st-key-overlay input[type=checkbox]").is_checked()
+    assert not page.locator(".st-key-overlay input[type=checkbox]").is_checked()
+    page.keyboard.press("Escape")  # close the popover
     # the current map as a PNG (made only when clicked)
     with page.expect_download() as dl:
         page.get_by_role("button", name="Current map (PNG)").click()

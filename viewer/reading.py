@@ -1,0 +1,234 @@
+"""The reading view: the photograph beside the map, the clinician's marks, and what they hold.
+
+The comparison the page is for: where did the model find its evidence, and does that
+match the findings the clinician sees? Numbers come from core (``core.views`` for the
+map shown, ``core.marks`` for the marks, ``core.regions`` for the regions); this module
+lays them out, turns figure selections into marks and keeps the pictures it encoded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+import core
+from core import pictures as draw
+from core import views
+from core.fundus.detail import detail_image, detail_side
+from core.marks import Mark, MarkStats, measure_marks, union_mask, unmarked_regions
+from core.regions import block_sums, block_threshold, pooled
+
+from . import pictures as pic
+from . import state
+from .controls import PIXELS, DisplayChoice, ExplainChoice, ReadingChoice, grade_label
+from .reading_figure import CONFIG, Pictures, data_uri, reading_figure, selection_marks
+from .state import Result
+
+DETAIL_PREVIEW = 1280  # the photograph while the full-resolution one is not asked for
+HOVER_BLOCK = 4  # pixel view: the hover tells the exact sum over 4x4 input pixels
+_ZOOM = "_reading_zoom"
+
+
+def fmt(v: float) -> str:
+    text = f"{v:+.2f}"
+    return "0.00" if text in ("+0.00", "-0.00") else text
+
+
+# ------------------------------------------------------------------ what is shown
+def shown_map(res: Result, grade: int, layer: int | str, rc: ReadingChoice) -> tuple[np.ndarray, str]:
+    """The map of the view (the pixels' or the regions'), and its name."""
+    values, name = views.level_map(res.exp, grade, layer, rc.evidence)  # type: ignore[arg-type]
+    if rc.view == PIXELS:
+        return values, name
+    return pooled(values, rc.view), f"{name}, summed over {rc.view}×{rc.view} px regions"
+
+
+def marked_pixels(res: Result, grade: int, layer: int | str, rc: ReadingChoice, k: float) -> np.ndarray:
+    """The k-sigma mask of the view: pixels, or whole regions when the view pools."""
+    return res.picture(("marked", grade, layer, rc.view, rc.evidence, k), lambda: _marked(res, grade, layer, rc, k))
+
+
+def _marked(res: Result, grade: int, layer: int | str, rc: ReadingChoice, k: float) -> np.ndarray:
+    values, _ = views.level_map(res.exp, grade, layer, rc.evidence)  # type: ignore[arg-type]
+    fov = res.exp.fundus.fov
+    mask = core.threshold_mask(values, fov, k) if rc.view == PIXELS else block_threshold(values, fov, k, rc.view)
+    mask.setflags(write=False)
+    return mask
+
+
+def _retina_uri(res: Result, rc: ReadingChoice) -> str:
+    exp = res.exp
+    if rc.detail == "input":
+        return res.picture(("retina", "input"), lambda: data_uri(draw.jpeg_bytes(exp.fundus.image), "image/jpeg"))
+
+    def make() -> str:
+        src = state.source()
+        if src is None:
+            return data_uri(draw.jpeg_bytes(exp.fundus.image), "image/jpeg")
+        try:
+            image = detail_image(src if isinstance(src, bytes) else str(src), exp.fundus, detail_side(exp.fundus))
+        except core.FundusReadError:
+            image = exp.fundus.image
+        return data_uri(draw.jpeg_bytes(image, quality=88), "image/jpeg")
+
+    return res.picture(("retina", "full", res.key), make)
+
+
+def pictures(res: Result, choice: ExplainChoice, disp: DisplayChoice, rc: ReadingChoice) -> Pictures:
+    """The figure's pictures for these choices, each encoded once (walking back costs nothing)."""
+    exp, g, layer = res.exp, choice.grade, choice.layer
+    look = (disp.log, disp.positive_only, round(disp.opacity, 2))
+
+    def map_parts() -> tuple[str, str, np.ndarray, int, str]:
+        values, name = shown_map(res, g, layer, rc)
+        if rc.view == PIXELS:
+            scale = draw.make_scale(values, log=disp.log, positive_only=disp.positive_only, region=exp.fundus.fov)
+            hover_block, label = HOVER_BLOCK, "sum"
+        else:
+            sums = block_sums(values, rc.view) / (rc.view * rc.view)  # each region's sum (pooled repeats it)
+            inside = block_sums(exp.fundus.fov.astype(np.float64), rc.view) >= 0.5 * rc.view * rc.view
+            scale = draw.make_scale(sums, log=disp.log, positive_only=disp.positive_only, region=inside, percentile=99.0)
+            hover_block, label = rc.view, "region's net contribution"
+        rgba = pic.map_rgba(values, scale, disp.opacity)
+        hover = block_sums(values, hover_block) / (1 if rc.view == PIXELS else rc.view * rc.view)
+        bar_label = "score per pixel" if rc.view == PIXELS else f"score per {rc.view} x {rc.view} px region"
+        bar = draw.colourbar(scale, 900, bar_label, font_px=26)
+        return (data_uri(pic.png_fast(rgba), "image/png"), data_uri(pic.png_fast(bar), "image/png"),
+                hover.astype(np.float32), hover_block, f"{label} of the {name.split(',')[0]}")
+
+    map_uri, bar_uri, hover, block, label = res.picture(("reading_map", g, layer, rc.view, rc.evidence, look), map_parts)
+    marked = None
+    if rc.show_marked:
+        mask = marked_pixels(res, g, layer, rc, disp.k)
+        marked = res.picture(("marked_png", g, layer, rc.view, rc.evidence, disp.k),
+                             lambda: data_uri(pic.png_fast(pic.mask_rgba(mask, outline=0 if rc.view == PIXELS else 1)), "image/png"))
+    faint = res.picture(("retina", "faint"), lambda: data_uri(draw.jpeg_bytes(exp.fundus.image, quality=85), "image/jpeg"))
+    return Pictures(retina=_retina_uri(res, rc), faint=faint, map=map_uri, marked=marked, colourbar=bar_uri,
+                    hover=hover, hover_block=block, hover_label=label, faint_opacity=0.45 if disp.overlay else 0.0)
+
+
+# ------------------------------------------------------------------ the view
+def draw_reading(res: Result, choice: ExplainChoice, disp: DisplayChoice, rc: ReadingChoice) -> None:
+    """The figure, its one-line reading, and the marks' table under it."""
+    g = choice.grade
+    state.take_selection(res, rc.lesion, selection_marks)
+    marks = state.marks(res)
+    _, name = shown_map(res, g, choice.layer, rc)
+    p = pictures(res, choice, disp, rc)
+    zoom = st.session_state.get(_ZOOM)
+    left_title = ("Photograph, full resolution" if rc.detail == "full" else "Model input (640 px)") + (
+        f" · cyan: above k = {disp.k:.1f}" if rc.show_marked else "")
+    fig = reading_figure(p, marks, tool=rc.tool, zoom=zoom, revision=res.key,
+                         titles=(left_title, f"{name[0].upper()}{name[1:]} · grade {g}"))
+    st.plotly_chart(fig, key=state.CHART, on_select="rerun", selection_mode=("box", "lasso", "points"),
+                    config=CONFIG, width="stretch")
+    draw_reading_line(res, choice, rc, disp.k)
+    draw_marks(res, choice, rc, disp.k, marks)
+
+
+def draw_reading_line(res: Result, choice: ExplainChoice, rc: ReadingChoice, k: float) -> None:
+    """How much of the score is the photograph, and what the cyan pixels are."""
+    exp, g = res.exp, choice.grade
+    sh = views.shares(exp, g)
+    mask = marked_pixels(res, g, choice.layer, rc, k)
+    total = exp.total()[g]
+    in_mask = float(total[mask].sum(dtype=np.float64))
+    pixels_in_mask = float(exp.input_map[g][mask].sum(dtype=np.float64))
+    what = f"{int(mask.sum()):,} pixels" if rc.view == PIXELS else f"{int(mask.sum()):,} pixels in {rc.view} px regions"
+    st.markdown(
+        f"**Grade {grade_label(g)}: score {sh.score:.1f} = pixel evidence {sh.pixels:+.1f} + constants "
+        f"{sh.constants:+.1f} + bias {sh.bias:+.1f}.** By size, **{sh.pixel_share:.0%}** of these parts comes from this "
+        f"photograph's pixels and {1 - sh.pixel_share:.0%} from the constants and the bias (terms that are the same for "
+        "every photograph, spread over receptive fields). "
+        f"The cyan marks ({what}) hold {fmt(in_mask)} of the score, {fmt(pixels_in_mask)} of it pixel evidence; "
+        "red and blue pixels nearby cancel much of it."
+    )
+
+
+def draw_marks(res: Result, choice: ExplainChoice, rc: ReadingChoice, k: float, marks: list[Mark]) -> None:
+    exp, g = res.exp, choice.grade
+    left, right = st.columns([1.55, 1], gap="large")
+    mask = marked_pixels(res, g, choice.layer, rc, k)
+    with left:
+        st.markdown(f"**Your marks** · what grade {grade_label(g)}'s score owes to them (total map at the pixels)")
+        if not marks:
+            st.caption("No marks yet. Choose Box, Lasso or Point above the figure and the type of the finding, then "
+                       "draw on either picture: each mark's exact share of the score appears here.")
+        else:
+            per, union = measure_marks(exp, g, marks, mask)
+            st.markdown(marks_table(marks, per, union))
+            b1, b2, _ = st.columns([1, 1, 2])
+            b1.button("Undo last mark", key="undo_mark", icon=":material/undo:", on_click=_undo, args=(res,),
+                      width="stretch")
+            b2.button("Clear marks", key="clear_marks", icon=":material/delete:", on_click=_clear, args=(res,),
+                      width="stretch")
+    with right:
+        st.markdown("**Where the model relied on what you did not mark**")
+        exclude = union_mask(marks) if marks else np.zeros(exp.fundus.fov.shape, bool)
+        regions = unmarked_regions(exp, g, exclude)
+        if not regions:
+            st.caption("No region outside your marks adds to this grade's score.")
+        for i, r in enumerate(regions):
+            c1, c2 = st.columns([3, 1], vertical_alignment="center")
+            x0, y0, x1, y1 = r.box
+            c1.markdown(f"{i + 1}. {fmt(r.contribution)} ({fmt(r.image_evidence)} pixel evidence) · input "
+                        f"x {x0}–{x1}, y {y0}–{y1}")
+            c2.button("Zoom", key=f"zoom_region_{i}", icon=":material/zoom_in:", on_click=_zoom_to,
+                      args=(r.box,), width="stretch")
+        if st.session_state.get(_ZOOM):
+            st.button("Whole retina", key="zoom_reset", icon=":material/zoom_out_map:", on_click=_zoom_to, args=(None,))
+        st.caption("The 32×32 px blocks that add most to the score, counting only their pixels outside your marks.")
+
+
+def session_record(res: Result, choice: ExplainChoice, disp: DisplayChoice, rc: ReadingChoice) -> dict:
+    """What scores.json adds to core's summary: the clinician's grade, their marks with what the
+    explained grade owes to each, and the view's settings (so the file says what was looked at)."""
+    exp, g = res.exp, choice.grade
+    marks = state.marks(res)
+    mask = marked_pixels(res, g, choice.layer, rc, disp.k)
+    per, union = measure_marks(exp, g, marks, mask) if marks else ([], None)
+    return {
+        "clinician": {"grade": choice.own_grade,
+                      "grade_name": None if choice.own_grade is None else core.GRADE_NAMES[choice.own_grade]},
+        "marks": {
+            "explained_grade": g,
+            "coordinates": "model input pixels (640 x 640; x right, y down); fundus.crop_box maps them to the photograph",
+            "items": [m.as_dict() | {"stats": s.as_dict()} for m, s in zip(marks, per, strict=True)],
+            "union": union.as_dict() if union is not None else None,
+        },
+        "view": {"grade": g, "layer": choice.layer, "k": disp.k, "map": shown_map(res, g, choice.layer, rc)[1],
+                 "regions_px": None if rc.view == PIXELS else rc.view, "evidence": rc.evidence, "log": disp.log,
+                 "positive_only": disp.positive_only, "marked_pixels": int(mask.sum())},
+    }
+
+
+def marks_table(marks: list[Mark], per: list[MarkStats], union: MarkStats) -> str:
+    head = ("| # | finding | contribution | pixel evidence | constants | share of score | k-σ pixels inside |\n"
+            "|---|---|---:|---:|---:|---:|---:|")
+    rows = [f"| {i} | {m.lesion} ({m.kind}) | {fmt(s.contribution)} | {fmt(s.image_evidence)} | {fmt(s.constants)} | "
+            f"{s.score_share:.1%} | {s.marked_share:.1%} |" for i, (m, s) in enumerate(zip(marks, per, strict=True), 1)]
+    rows.append(f"| **all** | union of your marks | **{fmt(union.contribution)}** | {fmt(union.image_evidence)} | "
+                f"{fmt(union.constants)} | {union.score_share:.1%} | {union.marked_share:.1%} |")
+    return "\n".join([head, *rows])
+
+
+def _undo(res: Result) -> None:
+    held = state.marks(res)
+    if held:
+        held.pop()
+
+
+def _clear(res: Result) -> None:
+    state.marks(res).clear()
+
+
+def _zoom_to(box: tuple[int, int, int, int] | None) -> None:
+    if box is None:
+        st.session_state.pop(_ZOOM, None)
+        return
+    x0, y0, x1, y1 = box
+    pad = max(x1 - x0, y1 - y0)  # the region with as much again around it
+    st.session_state[_ZOOM] = (max(0, x0 - pad), max(0, y0 - pad), min(core.INPUT_SIZE, x1 + pad), min(core.INPUT_SIZE, y1 + pad))
+
+
+__all__ = ["draw_reading", "marked_pixels", "pictures", "session_record", "shown_map"]
