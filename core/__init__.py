@@ -12,7 +12,7 @@ de la Torre, Valls & Puig (2017/2020), with no user interface.
     core.feature_map(model, fundus, grade=4, feature=17).total  # where one layer-15 feature lies
 """
 
-from . import card
+from . import card, marks, regions, views
 from .errors import CoreError
 from .explanation import PARTS, Explanation, FeatureMap, LayerMaps, explain, feature_map, threshold_mask
 from .fundus import IMAGE_SUFFIXES, MAX_BYTES, Assessment, Check, Fundus, FundusReadError, read_fundus
@@ -31,6 +31,9 @@ from .weights import (
 
 __all__ = [
     "card",
+    "marks",
+    "regions",
+    "views",
     "CONV_LAYERS",
     "Assessment",
     "Check",

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Mapping
+import zipfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -128,21 +129,6 @@ class Explanation:
         """Compute every input-space map now (benchmarks, exports)."""
         self.total()
 
-    def focus_map(self, grade: int, level: int | str) -> tuple[np.ndarray, str]:
-        """The map that the threshold and the overlay act on at ``level``, and its name.
-
-        At level 16 (the feature scores, which have no place) and at ``"input"`` it is
-        the grade's total map; at a hidden layer 1..15 it is that layer's input-dependent
-        map in input space. The viewer's k-sigma mask, its comparison of two grades and
-        its "current map" download all use it. Returns a (640, 640) read-only array and
-        the name to show, e.g. ``"total map"`` or ``"input-dependent map of layer 8"``.
-        """
-        if level in ("input", 16):
-            return self.total()[grade], "total map"
-        if isinstance(level, (str, bool)) or level not in self._layers:
-            raise ValueError(f"level must be 1..16 or 'input', not {level!r}")
-        return self.in_input_space(int(level), "input_dependent")[grade], f"input-dependent map of layer {int(level)}"
-
     # -- thresholds -----------------------------------------------------------
     def mask(self, grade: int, k: float = 2.0, values: np.ndarray | None = None) -> np.ndarray:
         """Pixels of the field of view whose score is positive and above mean + k std.
@@ -247,22 +233,38 @@ class Explanation:
     def scores_json(self) -> str:
         return dumps(self.summary(), indent=2)
 
-    def npz_bytes(self) -> bytes:
-        """``explanation.npz``: scores, features, bias, input map, total and every hidden map."""
+    def npz_bytes(self, progress: Callable[[float, str], None] | None = None) -> bytes:
+        """``explanation.npz``: scores, features, bias, input map, total and every hidden map.
+
+        ``progress(share, what)`` is called as the file is built (about 50 MB compressed,
+        several seconds), so a page can show how far it got. ``np.load`` reads it as any npz.
+        """
+        report = progress or (lambda share, what: None)
+        report(0.0, "taking every constant map to input space")
+        total = self.total()
         arrays: dict[str, np.ndarray] = {
             "scores": self.scores,
             "probabilities": self.probabilities.astype(np.float32),
             "features": self.features,
             "bias": self.bias,
             "input_map": self.input_map,
-            "total": self.total(),
+            "total": total,
             "fov": self.fundus.fov,
         }
         for spec in CONV_LAYERS:
             arrays[f"layer{spec.index}_input_dependent"] = self._layers[spec.index].input_dependent
             arrays[f"layer{spec.index}_constant"] = self._layers[spec.index].constant
+        weight = {name: max(a.nbytes, 1) for name, a in arrays.items()}
+        whole, done = float(sum(weight.values())), 0.0
         buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
+        # np.savez_compressed's own layout (one .npy per array in a deflated zip), one array at a time.
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for name, arr in arrays.items():
+                report(done / whole, f"compressing {name}")
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as fh:
+                    np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
+                done += weight[name]
+        report(1.0, "done")
         return buf.getvalue()
 
 

@@ -90,3 +90,16 @@ def test_exports_have_the_clis_keys(paper_explanation):
     for spec in core.CONV_LAYERS:
         assert z[f"layer{spec.index}_input_dependent"].shape == (5, spec.hidden, spec.hidden)
         assert z[f"layer{spec.index}_constant"].shape == (5, spec.hidden, spec.hidden)
+
+
+@pytest.mark.paper
+def test_the_npz_reports_its_progress_and_holds_the_same_arrays(paper_explanation):
+    seen: list[tuple[float, str]] = []
+    data = paper_explanation.npz_bytes(lambda share, what: seen.append((share, what)))
+    shares = [s for s, _ in seen]
+    assert shares[0] == 0.0 and shares[-1] == 1.0 and shares == sorted(shares) and len(seen) > 30
+    assert any("layer1_input_dependent" in w for _, w in seen)
+    z = np.load(io.BytesIO(data))
+    np.testing.assert_array_equal(z["total"], paper_explanation.total())
+    np.testing.assert_array_equal(z["layer7_constant"], paper_explanation.layer(7).constant)
+    assert z["fov"].dtype == bool

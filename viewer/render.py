@@ -570,6 +570,21 @@ def draw_downloads(res: Result, choice: ExplainChoice, disp: DisplayChoice, gif:
                        mime="image/png", on_click="ignore", key="dl_map", icon=":material/download:", width="stretch")
     st.download_button("Flicker view (GIF)", data=gif, file_name=f"flicker-{tag}-k{disp.k:.1f}.gif", mime="image/gif",
                        on_click="ignore", key="dl_gif", icon=":material/download:", width="stretch")
-    st.download_button("explanation.npz (all maps, ~50 MB)", data=exp.npz_bytes, file_name="explanation.npz",
-                       mime="application/octet-stream", on_click="ignore", key="dl_npz",
-                       icon=":material/download:", width="stretch")
+    draw_npz(res)
+
+
+def draw_npz(res: Result) -> None:
+    """explanation.npz (every map, ~50 MB) is built only when asked for, with its progress shown;
+    the built file is kept for this photograph only (a new one drops it)."""
+    built = state.npz(res)
+    slot = st.empty()  # the button, then in its place the download
+    if built is None and slot.button("Prepare explanation.npz (all maps, ~50 MB)", key="make_npz",
+                                     icon=":material/build:", width="stretch",
+                                     help="Builds the file with every layer's maps (several seconds), then offers it."):
+        bar = slot.progress(0.0, text="Building explanation.npz…")
+        built = state.build_npz(res, lambda share, what: bar.progress(min(max(share, 0.0), 1.0),
+                                                                     text=f"explanation.npz: {what}"))
+    if built is not None:
+        slot.download_button(f"explanation.npz ({len(built) / 2**20:.0f} MB)", data=built, file_name="explanation.npz",
+                             mime="application/octet-stream", on_click="ignore", key="dl_npz",
+                             icon=":material/download:", width="stretch")

@@ -32,7 +32,8 @@ SAMPLES_DIR = ROOT / "assets" / "samples"
 MAX_CONCURRENT = 2  # explanations at once (this machine has 2 cores, ~1 GB each at peak)
 EXPLAIN_SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT)
 
-MAX_PICTURES = 120  # encoded pictures kept per session (~100 KB each)
+MAX_PICTURES = 120  # encoded pictures kept per session
+MAX_PICTURE_BYTES = 48 * 2**20  # and at most this much of them (a reading map's PNG is ~1 MB)
 _RESULT = "_result"
 _FUNDUS = "_fundus"
 
@@ -150,17 +151,26 @@ class Result:
             return self._derived[name]
 
     def picture(self, key: tuple, make: Callable[[], T]) -> T:
-        """An encoded picture, made once per key (layer, grade, display options ...).
+        """An encoded picture (or a mask), made once per key (layer, grade, display options ...).
 
-        Walking back along the slider then costs nothing; at most ``MAX_PICTURES``
-        are kept per session (the oldest go first).
+        Walking back along the slider then costs nothing; at most ``MAX_PICTURES`` and
+        ``MAX_PICTURE_BYTES`` are kept per session (the oldest go first).
         """
         with self.lock:
-            if key not in self._derived:
-                pictures = [k for k in self._derived if isinstance(k, tuple)]
-                for old in pictures[: max(0, len(pictures) - MAX_PICTURES + 1)]:
-                    del self._derived[old]
-            return self._once(key, make)
+            if key in self._derived:
+                return self._derived[key]
+            value = make()
+            pictures = [k for k in self._derived if isinstance(k, tuple)]
+            used = sum(_size(self._derived[k]) for k in pictures) + _size(value)
+            while pictures and (len(pictures) >= MAX_PICTURES or used > MAX_PICTURE_BYTES):
+                used -= _size(self._derived.pop(pictures.pop(0)))
+            self._derived[key] = value
+            return value
+
+    def picture_bytes(self) -> int:
+        """What this session's pictures hold (for the memory benchmark)."""
+        with self.lock:
+            return sum(_size(v) for k, v in self._derived.items() if isinstance(k, tuple))
 
     def has(self, name: str) -> bool:
         return name in self._derived
@@ -177,6 +187,17 @@ class Result:
     @property
     def scores_json(self) -> str:
         return self._once("scores_json", self.exp.scores_json)
+
+
+def _size(value: Any) -> int:
+    """Bytes a cached picture holds (encoded bytes, data URIs, arrays, and tuples of them)."""
+    if isinstance(value, (bytes, str)):
+        return len(value)
+    if hasattr(value, "nbytes"):
+        return int(value.nbytes)
+    if isinstance(value, (tuple, list)):
+        return sum(_size(v) for v in value)
+    return 64
 
 
 def read_input(choice: InputChoice) -> core.Fundus:
@@ -206,10 +227,29 @@ def source() -> bytes | Path | None:
 
 
 def forget() -> None:
-    """Drop this session's result (a new, unreadable or removed image) and its marks."""
+    """Drop this session's result (a new, unreadable or removed image), its marks and its npz."""
     st.session_state.pop(_RESULT, None)
     st.session_state.pop(_FUNDUS, None)
     st.session_state.pop(_MARKS, None)
+    st.session_state.pop(_NPZ, None)
+
+
+_NPZ = "_npz"
+
+
+def npz(res: Result) -> bytes | None:
+    """The explanation.npz already built for ``res`` in this session, if any."""
+    held = st.session_state.get(_NPZ)
+    return held[1] if held is not None and held[0] == res.key else None
+
+
+def build_npz(res: Result, progress: Callable[[float, str], None]) -> bytes:
+    """Build ``res``'s explanation.npz (reporting progress) and keep it for this photograph only."""
+    st.session_state.pop(_NPZ, None)
+    with EXPLAIN_SLOTS:
+        data = res.exp.npz_bytes(progress)
+    st.session_state[_NPZ] = (res.key, data)
+    return data
 
 
 # ------------------------------------------------------------------ the clinician's marks
@@ -265,6 +305,7 @@ def explain(model: core.LoadedModel, fundus: core.Fundus) -> tuple[Result, bool]
     if res is not None and res.key == key:
         return res, False
     st.session_state.pop(_MARKS, None)
+    st.session_state.pop(_NPZ, None)
     st.session_state.pop(_RESULT, None)  # never show the previous image's result
     with st.spinner("The model is grading the image and tracing every score back to the pixels…"), EXPLAIN_SLOTS:
         res = Result(key=key, exp=core.explain(model, fundus))

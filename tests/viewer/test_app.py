@@ -194,13 +194,16 @@ def test_threshold_pixel_counts_equal_core(page, core_result):
     exp = core_result
     g = exp.grade
     fov = int(exp.fundus.fov.sum())
-    for layer, values in (("input", exp.total()[g]), (8, exp.in_input_space(8, "input_dependent")[g])):
+    cases = (("input", "total", exp.total()[g]), (8, "total", core.views.level_map(exp, g, 8, "total")[0]),
+             (8, "pixels", exp.in_input_space(8, "input_dependent")[g]), ("input", "pixels", exp.input_map[g]))
+    for layer, evidence, values in cases:
         page.select_slider(key="layer").set_value(layer)
+        page.segmented_control(key="evidence").set_value(evidence)
         for k in (0.5, 2.0, 3.7, 5.0):
             page.slider(key="k").set_value(k)
             run(page)
             expected = int(exp.mask(g, k, values=values).sum())
-            assert pixel_count(page) == expected, (layer, k)
+            assert pixel_count(page) == expected, (layer, evidence, k)
             assert f"**{expected / fov:.2%}** of the field of view ({fov:,} pixels)" in "\n".join(texts(page))
 
 
@@ -246,8 +249,14 @@ def test_display_options_and_overlay(page):
         assert has(page, "**Marked pixels**")
         assert has(page, "**Flicker view**")
     labels = {b.label for b in page.get("download_button")}
-    assert {"scores.json", "Current map (PNG)", "Flicker view (GIF)"} <= labels
-    assert any(label.startswith("explanation.npz") for label in labels)
+    assert {"scores.json (with your grade and marks)", "Current map (PNG)", "Flicker view (GIF)"} <= labels
+    # the npz is built only when asked for, then offered for download
+    assert not any(label.startswith("explanation.npz") for label in labels)
+    page.button(key="make_npz").click()
+    run(page)
+    labels = {b.label for b in page.get("download_button")}
+    assert any(label.startswith("explanation.npz (") and label.endswith(" MB)") for label in labels), labels
+    assert not [b for b in page.button if b.key == "make_npz"]
 
 
 def test_heavy_work_once_per_image(page_model, retina_bytes, monkeypatch):

@@ -106,15 +106,15 @@ def test_render_functions_take_the_viewers_result():
 
 
 def test_which_map_a_layer_shows_is_cores():
-    """The viewer asks core's Explanation.focus_map; it keeps no rule of its own."""
+    """The viewer asks core.views.level_map which map a level shows; it keeps no rule of its own."""
     import inspect
 
-    import core
+    from viewer import reading
 
-    assert callable(core.Explanation.focus_map)
-    assert not hasattr(render, "current_map")
-    source = inspect.getsource(render)
-    assert "focus_map(" in source and "def current_map" not in source
+    assert not hasattr(render, "current_map") and not hasattr(reading, "current_map")
+    for module in (render, reading):
+        source = inspect.getsource(module)
+        assert "views.level_map(" in source and "def current_map" not in source and "def level_map" not in source
 
 
 def test_core_pictures_is_imported_as_draw():
@@ -188,8 +188,28 @@ def test_a_downloaded_map_says_what_it_shows():
     exp = SimpleNamespace(fundus=SimpleNamespace(source="IDRiD_005.jpg"), scores=np.array([1.0, -2.5, 0.0, 3.25, 13.1]),
                           weights_name="idrid")
     hidden = render.export_title(exp, 3, 8, "input-dependent map of layer 8", today="2026-12-01")
-    assert hidden == ("IDRiD_005.jpg · grade 3 · Severe NPDR, score +3.25 · input-dependent map of layer 8 · "
+    assert hidden == ("IDRiD_005.jpg · grade 3 · Severe NPDR, score +3.25 · layer 8: input-dependent map of layer 8 · "
                       "model idrid · 2026-12-01")
+    with_k = render.export_title(exp, 3, "input", "total map", today="2026-12-01", k=2.5)
+    assert with_k == "IDRiD_005.jpg · grade 3 · Severe NPDR, score +3.25 · input: total map · k = 2.5 · model idrid · 2026-12-01"
     top = render.export_title(exp, 4, 16, "total map", today="2026-12-01")
     assert "layer 16" not in top.split("·")[0] and "total map (layer 16's 64 features have no place" in top
     assert "total map · layer 16" not in top
+
+
+def test_a_sessions_pictures_are_bounded_in_number_and_bytes(monkeypatch):
+    from viewer import state
+
+    monkeypatch.setattr(state, "MAX_PICTURE_BYTES", 10_000)
+    res = state.Result(key="k", exp=None)  # pictures never touch the explanation
+    for i in range(30):
+        assert res.picture(("p", i), lambda i=i: bytes(1_000) + bytes([i])) == bytes(1_000) + bytes([i])
+    assert res.picture_bytes() <= 10_000
+    assert ("p", 29) in res._derived and ("p", 0) not in res._derived  # the oldest went first
+    made = []
+    res.picture(("p", 29), lambda: made.append(1))  # kept ones are not made again
+    assert not made
+    monkeypatch.setattr(state, "MAX_PICTURES", 3)
+    for i in range(5):
+        res.picture(("q", i), lambda: b"x")
+    assert len([k for k in res._derived if isinstance(k, tuple)]) <= 3
