@@ -68,7 +68,7 @@ class Mark:
             raise ValueError(f"a {self.kind} mark needs {need} points, got {len(pts)}")
         if self.kind == "box" and (pts[0][0] == pts[1][0] or pts[0][1] == pts[1][1]):
             raise ValueError(f"a box needs two corners that differ in x and in y, got {pts}")
-        if self.kind == "lasso" and _area(pts) == 0.0:
+        if self.kind == "lasso" and _collinear(pts):
             raise ValueError("a lasso must enclose an area (its points are all on one line)")
         try:
             radius = float(self.radius)
@@ -132,10 +132,11 @@ def _points(points: Any) -> tuple[tuple[float, float], ...]:
     return pts
 
 
-def _area(pts: tuple[tuple[float, float], ...]) -> float:
-    x = np.array([p[0] for p in pts])
-    y = np.array([p[1] for p in pts])
-    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+def _collinear(pts: tuple[tuple[float, float], ...]) -> bool:
+    """All points on one line (no area at all). Not the signed area: a figure-eight lasso has
+    signed area 0 yet encloses two loops, which the even-odd fill keeps."""
+    d = np.asarray(pts, np.float64) - np.asarray(pts[0], np.float64)
+    return bool(np.linalg.matrix_rank(d, tol=1e-9) < 2)
 
 
 def _first_index(v: float, size: int) -> int:

@@ -63,7 +63,7 @@ def level_map(exp: Explanation, grade: int, level: int | str, evidence: Evidence
         if evidence == "pixels":
             return exp.input_map[grade], "input map (pixel evidence only)"
         return exp.total()[grade], "total map"
-    if isinstance(level, (str, bool)) or not 1 <= int(level) <= len(CONV_LAYERS):
+    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 1 <= level <= len(CONV_LAYERS):
         raise ValueError(f"level must be 1..16 or 'input', not {level!r}")
     index = int(level)
     dep = exp.in_input_space(index, "input_dependent")[grade]

@@ -16,9 +16,11 @@ def map_picture(values: np.ndarray, scale: draw.Scale, retina: np.ndarray | None
                 opacity: float = 0.7, fov: np.ndarray | None = None) -> np.ndarray:
     """A score map in colour; over ``retina`` when given, stronger scores more opaque.
 
-    The retina is drawn in grey (red evidence would vanish on an orange fundus) and the
-    overlay's opacity grows with |score| (up to ``opacity`` where the colour saturates),
-    so the retina stays visible wherever a map is near zero.
+    The retina is drawn faint but in its own colours (``faint``: the red of a haemorrhage
+    and the yellow of an exudate stay told apart, while the map's saturated red and blue
+    stand out over the pale fundus), and the overlay's opacity grows with |score| (up to
+    ``opacity`` where the colour saturates), so the retina stays visible wherever a map
+    is near zero. The reading view composes the same two layers in the browser.
     """
     colours = draw.colourise(values, scale)
     if retina is None:
@@ -27,8 +29,16 @@ def map_picture(values: np.ndarray, scale: draw.Scale, retina: np.ndarray | None
         return colours
     strength = np.clip(np.abs(scale.transform(values)) / max(scale.tmax, 1e-30), 0.0, 1.0)
     alpha = (opacity * np.sqrt(strength))[..., None]
-    out = grey(retina)[..., None] * (1 - alpha) + colours.astype(np.float32) * alpha
+    out = faint(retina) * (1 - alpha) + colours.astype(np.float32) * alpha
     return out.round().astype(np.uint8)
+
+
+FAINT = 0.45  # the retina's weight against white under a map (the reading view's layout image opacity too)
+
+
+def faint(retina: np.ndarray) -> np.ndarray:
+    """The retina in its colours, faded towards white (float32, 0..255), for under a map."""
+    return retina.astype(np.float32) * FAINT + 255.0 * (1 - FAINT)
 
 
 def grey(retina: np.ndarray) -> np.ndarray:

@@ -26,7 +26,6 @@ from .state import Result
 
 DETAIL_PREVIEW = 1280  # the photograph while the full-resolution one is not asked for
 HOVER_BLOCK = 4  # pixel view: the hover tells the exact sum over 4x4 input pixels
-_ZOOM = "_reading_zoom"
 
 
 def fmt(v: float) -> str:
@@ -104,7 +103,7 @@ def pictures(res: Result, choice: ExplainChoice, disp: DisplayChoice, rc: Readin
                              lambda: data_uri(pic.png_fast(pic.mask_rgba(mask, outline=0 if rc.view == PIXELS else 1)), "image/png"))
     faint = res.picture(("retina", "faint"), lambda: data_uri(draw.jpeg_bytes(exp.fundus.image, quality=85), "image/jpeg"))
     return Pictures(retina=_retina_uri(res, rc), faint=faint, map=map_uri, marked=marked, colourbar=bar_uri,
-                    hover=hover, hover_block=block, hover_label=label, faint_opacity=0.45 if disp.overlay else 0.0)
+                    hover=hover, hover_block=block, hover_label=label, faint_opacity=pic.FAINT if disp.overlay else 0.0)
 
 
 # ------------------------------------------------------------------ the view
@@ -115,7 +114,7 @@ def draw_reading(res: Result, choice: ExplainChoice, disp: DisplayChoice, rc: Re
     marks = state.marks(res)
     _, name = shown_map(res, g, choice.layer, rc)
     p = pictures(res, choice, disp, rc)
-    zoom = st.session_state.get(_ZOOM)
+    zoom = st.session_state.get(state.ZOOM)
     left_title = ("Photograph, full resolution" if rc.detail == "full" else "Model input (640 px)") + (
         f" · cyan: above k = {disp.k:.1f}" if rc.show_marked else "")
     fig = reading_figure(p, marks, tool=rc.tool, zoom=zoom, revision=res.key,
@@ -140,7 +139,8 @@ def draw_reading_line(res: Result, choice: ExplainChoice, rc: ReadingChoice, k: 
         f"{sh.constants:+.1f} + bias {sh.bias:+.1f}.** By size, **{sh.pixel_share:.0%}** of these parts comes from this "
         f"photograph's pixels and {1 - sh.pixel_share:.0%} from the constants and the bias (terms that are the same for "
         "every photograph, spread over receptive fields). "
-        f"The cyan marks ({what}) hold {fmt(in_mask)} of the score, {fmt(pixels_in_mask)} of it pixel evidence; "
+        f"The cyan marks ({what}) hold {fmt(in_mask)} of the score (the total map at the pixels), {fmt(pixels_in_mask)} "
+        "of it pixel evidence; "
         "red and blue pixels nearby cancel much of it."
     )
 
@@ -153,7 +153,8 @@ def draw_marks(res: Result, choice: ExplainChoice, rc: ReadingChoice, k: float, 
         st.markdown(f"**Your marks** · what grade {grade_label(g)}'s score owes to them (total map at the pixels)")
         if not marks:
             st.caption("No marks yet. Choose Box, Lasso or Point above the figure and the type of the finding, then "
-                       "draw on either picture: each mark's exact share of the score appears here.")
+                       "draw on either picture: each mark's exact share of the score appears here. Points snap to a 4 px grid "
+                       "of the model input.")
         else:
             per, union = measure_marks(exp, g, marks, mask)
             st.markdown(marks_table(marks, per, union))
@@ -175,7 +176,7 @@ def draw_marks(res: Result, choice: ExplainChoice, rc: ReadingChoice, k: float, 
                         f"x {x0}–{x1}, y {y0}–{y1}")
             c2.button("Zoom", key=f"zoom_region_{i}", icon=":material/zoom_in:", on_click=_zoom_to,
                       args=(r.box,), width="stretch")
-        if st.session_state.get(_ZOOM):
+        if st.session_state.get(state.ZOOM):
             st.button("Whole retina", key="zoom_reset", icon=":material/zoom_out_map:", on_click=_zoom_to, args=(None,))
         st.caption("The 32×32 px blocks that add most to the score, counting only their pixels outside your marks.")
 
@@ -224,11 +225,11 @@ def _clear(res: Result) -> None:
 
 def _zoom_to(box: tuple[int, int, int, int] | None) -> None:
     if box is None:
-        st.session_state.pop(_ZOOM, None)
+        st.session_state.pop(state.ZOOM, None)
         return
     x0, y0, x1, y1 = box
     pad = max(x1 - x0, y1 - y0)  # the region with as much again around it
-    st.session_state[_ZOOM] = (max(0, x0 - pad), max(0, y0 - pad), min(core.INPUT_SIZE, x1 + pad), min(core.INPUT_SIZE, y1 + pad))
+    st.session_state[state.ZOOM] = (max(0, x0 - pad), max(0, y0 - pad), min(core.INPUT_SIZE, x1 + pad), min(core.INPUT_SIZE, y1 + pad))
 
 
 __all__ = ["draw_reading", "marked_pixels", "pictures", "session_record", "shown_map"]

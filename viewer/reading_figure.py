@@ -15,6 +15,7 @@ Building the figure only: no Streamlit here, so it is tested as data.
 from __future__ import annotations
 
 import base64
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -123,7 +124,7 @@ def reading_figure(p: Pictures, marks: Sequence[Mark] = (), *, tool: str = "zoom
     fig = go.Figure()
     traces: list = [_hover_trace(p, ""), _hover_trace(p, "2")]
     if tool == "point":
-        traces.append(_point_grid(""))
+        traces += [_point_grid(""), _point_grid("2")]
     fig.add_traces(traces)
     images = [_image(p.retina, "", layer="below"), _image(p.faint, "2", p.faint_opacity, layer="below"),
               _image(p.map, "2")]
@@ -140,7 +141,7 @@ def reading_figure(p: Pictures, marks: Sequence[Mark] = (), *, tool: str = "zoom
         xaxis=dict(domain=[0, 0.494], range=xr, constrain="domain", **axis),
         yaxis=dict(domain=domain_y, range=yr, scaleanchor="x", constrain="domain", **axis),
         xaxis2=dict(domain=[0.506, 1], range=xr, matches="x", constrain="domain", **axis),
-        yaxis2=dict(domain=domain_y, range=yr, matches="y", scaleanchor="x2", constrain="domain", **axis),
+        yaxis2=dict(domain=domain_y, range=yr, matches="y", constrain="domain", **axis),
         images=images,
         shapes=mark_shapes(marks, "") + mark_shapes(marks, "2"),
         # The titles sit in the squares' top-left corners, outside the round field of view.
@@ -176,18 +177,23 @@ def selection_marks(selection: dict, lesion: str) -> list[Mark]:
     fewer than three vertices) are dropped rather than turned into empty marks.
     """
     out: list[Mark] = []
+
+    def add(kind: str, points: tuple) -> None:
+        with contextlib.suppress(TypeError, ValueError):  # a shape with no area, or coordinates that are not numbers
+            out.append(Mark(kind, lesion, points))
+
     for box in selection.get("box") or []:
         xs, ys = box.get("x") or [], box.get("y") or []
         if len(xs) == 2 and len(ys) == 2 and abs(xs[1] - xs[0]) >= 0.5 and abs(ys[1] - ys[0]) >= 0.5:
-            out.append(Mark("box", lesion, ((float(xs[0]), float(ys[0])), (float(xs[1]), float(ys[1])))))
+            add("box", ((xs[0], ys[0]), (xs[1], ys[1])))
     for lasso in selection.get("lasso") or []:
-        pts = tuple((float(x), float(y)) for x, y in zip(lasso.get("x") or [], lasso.get("y") or [], strict=False))
+        pts = tuple(zip(lasso.get("x") or [], lasso.get("y") or [], strict=False))
         if len(pts) >= 3:
-            out.append(Mark("lasso", lesion, pts))
+            add("lasso", pts)
     if not out:
         for point in (selection.get("points") or [])[:1]:
             if "x" in point and "y" in point:
-                out.append(Mark("point", lesion, ((float(point["x"]), float(point["y"])),)))
+                add("point", ((point["x"], point["y"]),))
     return out
 
 

@@ -533,7 +533,7 @@ def draw_threshold(res: Result, choice: ExplainChoice, disp: DisplayChoice, mask
             f"**{share:.2%}** of the field of view ({fov_n:,} pixels)."
         )
         if choice.layer == 16:
-            st.caption("Layer 16 has no map: the threshold acts on the total map.")
+            st.caption(f"Layer 16 has no map: the threshold acts on the {name}, as at the input.")
         st.markdown("**Downloads**")
         draw_downloads(res, choice, disp, gif, name, settings, values)
 

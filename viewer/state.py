@@ -232,9 +232,11 @@ def forget() -> None:
     st.session_state.pop(_FUNDUS, None)
     st.session_state.pop(_MARKS, None)
     st.session_state.pop(_NPZ, None)
+    st.session_state.pop(ZOOM, None)
 
 
 _NPZ = "_npz"
+ZOOM = "_reading_zoom"  # the reading view's zoom set by a region's button: (left, top, right, bottom) or absent
 
 
 def npz(res: Result) -> bytes | None:
@@ -306,6 +308,7 @@ def explain(model: core.LoadedModel, fundus: core.Fundus) -> tuple[Result, bool]
         return res, False
     st.session_state.pop(_MARKS, None)
     st.session_state.pop(_NPZ, None)
+    st.session_state.pop(ZOOM, None)
     st.session_state.pop(_RESULT, None)  # never show the previous image's result
     with st.spinner("The model is grading the image and tracing every score back to the pixels…"), EXPLAIN_SLOTS:
         res = Result(key=key, exp=core.explain(model, fundus))

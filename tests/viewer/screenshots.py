@@ -3,6 +3,7 @@
     python -m tests.viewer.screenshots                 # the published weights, into assets/screenshots/
     python -m tests.viewer.screenshots --out /tmp/shots --exam-out /tmp/shots --model idrid
     python -m tests.viewer.screenshots --only exam     # assets/screenshots/exam-page.png only
+    python -m tests.viewer.screenshots --only reading  # the reading view's two pictures only
 
 Runs from the repository root: starts ``streamlit run viewer/app.py`` on a free port, walks the
 page through in Debian's Chromium as tests/viewer/test_browser.py does (checking every number
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for the pictures (default {DEFAULT_OUT})")
     parser.add_argument("--exam-out", type=Path, default=DEFAULT_EXAM_OUT,
                         help=f"folder for the exam page's picture (default {DEFAULT_EXAM_OUT})")
-    parser.add_argument("--only", choices=("viewer", "exam"), help="only the one-photograph page's pictures, or the exam's")
+    parser.add_argument("--only", choices=("viewer", "exam", "reading"),
+                        help="only the one-photograph page's pictures, the exam's, or the reading view's")
     parser.add_argument("--model", choices=("paper", "idrid"), default="paper",
                         help="the weights the page uses (default: paper, as in the README)")
     args = parser.parse_args(argv)
@@ -66,14 +68,78 @@ def main(argv: list[str] | None = None) -> int:
         saved = []
         with serve(dict(os.environ), Path(scratch) / "server.log") as (_, port), browser_page(chromium) as page:
             url = f"http://127.0.0.1:{port}/"
-            if args.only != "exam":
+            if args.only in (None, "reading"):
+                saved += reading_scenario(page, url, args.out)
+            if args.only in (None, "viewer"):
                 exp = core.explain(core.load_weights(args.model), core.read_fundus(RETINA, name=RETINA.name))
                 saved += full_scenario(page, url, exp, args.out)
-            if args.only != "viewer":
+            if args.only in (None, "exam"):
                 saved.append(exam_scenario(page, url, *demo_exam(), args.exam_out)[0])
     for path in saved:
         print(f"wrote {path} ({path.stat().st_size:,} bytes)")
     return 0
+
+
+READING_PHOTO = REPO / "assets" / "samples" / "IDRiD_005.jpg"  # IDRiD, CC BY 4.0; graded 4 by IDRiD
+READING_SHOTS = ("reading-view.jpg", "reading-regions.jpg")
+DRAG = ".st-key-reading .stPlotlyChart .nsewdrag"  # the two subplots' drag surfaces (photograph, map)
+
+
+def reading_scenario(page, url: str, out: Path) -> list[Path]:
+    """The reading view of a real photograph at 1400x900 with two marks of a clinician (a box over
+    the haemorrhage left of the macula, a point on a small red dot), then the same in 16 px regions."""
+    from PIL import Image
+
+    from tests.viewer.live_server import UPLOAD
+    from tests.viewer.walkthrough import settle
+
+    page.set_viewport_size({"width": 1400, "height": 900})
+    page.goto(url)
+    page.wait_for_selector(UPLOAD, state="attached", timeout=90_000)
+    page.set_input_files(UPLOAD, str(READING_PHOTO))
+    page.wait_for_selector(".st-key-reading .stPlotlyChart .nsewdrag", timeout=180_000)
+    settle(page, 180_000)
+    reading = page.locator(".st-key-reading")
+    reading.evaluate("e => e.scrollIntoView({block: 'start'})")
+
+    def choose_lesion(name: str) -> None:
+        page.locator(".st-key-lesion").click()
+        page.get_by_role("option", name=f"Mark: {name}", exact=True).click()
+        settle(page)
+
+    def at(ix: float, iy: float) -> tuple[float, float]:
+        page.wait_for_function(f"() => document.querySelectorAll('{DRAG}').length == 2")
+        x, y, w, h = page.evaluate(f"() => {{ const r = document.querySelector('{DRAG}').getBoundingClientRect(); "
+                                   "return [r.x, r.y, r.width, r.height]; }")
+        return x + ix / 640 * w, y + iy / 640 * h
+
+    choose_lesion("haemorrhage")
+    page.locator(".st-key-tool button", has_text="Box").click()
+    settle(page)
+    page.mouse.move(*at(222, 282))
+    page.mouse.down()
+    page.mouse.move(*at(260, 330), steps=6)
+    page.mouse.move(*at(300, 388), steps=6)
+    page.mouse.up()
+    page.wait_for_function("() => document.body.innerText.includes('union of your marks')", timeout=60_000)
+    settle(page)
+    reading.evaluate("e => e.scrollIntoView({block: 'start'})")
+    saved = []
+    for name, view in zip(READING_SHOTS, (None, "16 px"), strict=True):
+        if view:
+            page.locator(".st-key-view button", has_text=view).click()
+            settle(page)
+            reading.evaluate("e => e.scrollIntoView({block: 'start'})")
+        page.mouse.move(1395, 5)
+        settle(page)
+        png = page.screenshot(animations="disabled")
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / name
+        import io
+
+        Image.open(io.BytesIO(png)).convert("RGB").save(path, format="JPEG", quality=85)
+        saved.append(path)
+    return saved
 
 
 if __name__ == "__main__":
