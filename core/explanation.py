@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import threading
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -91,43 +91,71 @@ class Explanation:
                 self._cache[key] = arr
             return self._cache[key]
 
-    def in_input_space(self, index: int, part: Part) -> np.ndarray:
-        """Layer ``index``'s map ``part`` spread over receptive fields: (5, 640, 640)."""
+    def _grade(self, grade: Any) -> int:
+        if isinstance(grade, bool) or not isinstance(grade, (int, np.integer)) or not 0 <= grade < len(self.scores):
+            raise ValueError(f"grade must be an integer 0..{len(self.scores) - 1}, not {grade!r}")
+        return int(grade)
+
+    def _all(self, one) -> np.ndarray:
+        """The five grades' maps stacked (5, 640, 640), made from the per-grade ones (not kept twice)."""
+        out = np.stack([one(g) for g in range(len(self.scores))])
+        out.setflags(write=False)
+        return out
+
+    # Input-space maps are made and kept per grade: a page shows one grade at a time, and one
+    # grade's maps of every layer are a fifth of all grades' (each (640, 640) float32 is 1.6 MB).
+    def in_input_space(self, index: int, part: Part, grade: int | None = None) -> np.ndarray:
+        """Layer ``index``'s map ``part`` spread over receptive fields: (640, 640) for ``grade``,
+        (5, 640, 640) without."""
         if part not in PARTS:
             raise ValueError(f"part must be one of {PARTS}, not {part!r}")
         maps = self.layer(index)
-        return self._cached((index, part), lambda: to_input_space(getattr(maps, part), maps.spec))
+        if grade is None:
+            return self._all(lambda g: self.in_input_space(index, part, g))
+        g = self._grade(grade)
+        return self._cached((index, part, g), lambda: to_input_space(getattr(maps, part)[g], maps.spec))
 
-    def constants(self) -> np.ndarray:
-        """Sum of every layer's constant map in input space (5, 640, 640)."""
+    def constants(self, grade: int | None = None) -> np.ndarray:
+        """Sum of every layer's constant map in input space: (640, 640) for ``grade``, (5, 640, 640) without."""
+        if grade is None:
+            return self._all(self.constants)
+        g = self._grade(grade)
+
         def make() -> np.ndarray:
-            acc = np.zeros(self.input_map.shape, np.float64)
+            acc = np.zeros(self.input_map.shape[1:], np.float64)
             for spec in CONV_LAYERS:
-                acc += self.in_input_space(spec.index, "constant")
+                acc += self.in_input_space(spec.index, "constant", g)
             return acc.astype(np.float32)
 
-        return self._cached("constants", make)
+        return self._cached(("constants", g), make)
 
-    def bias_map(self) -> np.ndarray:
+    def bias_map(self, grade: int | None = None) -> np.ndarray:
         """Layer 16's bias, which has no place, spread evenly over the field of view."""
+        if grade is None:
+            return self._all(self.bias_map)
+        g = self._grade(grade)
 
         def make() -> np.ndarray:
             fov = self.fundus.fov if self.fundus.fov.any() else np.ones_like(self.fundus.fov)
-            per_pixel = self.bias.astype(np.float64) / fov.sum()
-            return (per_pixel[:, None, None] * fov[None]).astype(np.float32)
+            return (fov * (float(self.bias[g]) / fov.sum())).astype(np.float32)
 
-        return self._cached("bias", make)
+        return self._cached(("bias", g), make)
 
-    def total(self) -> np.ndarray:
-        """Input map + all constant maps + the bias map: (5, 640, 640), sums to the scores."""
+    def total(self, grade: int | None = None) -> np.ndarray:
+        """Input map + all constant maps + the bias map, which sums to the score: (640, 640) for
+        ``grade``, (5, 640, 640) without."""
+        if grade is None:
+            return self._all(self.total)
+        g = self._grade(grade)
         return self._cached(
-            "total",
-            lambda: (self.input_map.astype(np.float64) + self.constants() + self.bias_map()).astype(np.float32),
+            ("total", g),
+            lambda: (self.input_map[g].astype(np.float64) + self.constants(g) + self.bias_map(g)).astype(np.float32),
         )
 
     def materialise(self) -> None:
-        """Compute every input-space map now (benchmarks, exports)."""
-        self.total()
+        """Compute every grade's input-space maps now (benchmarks, exports)."""
+        for g in range(len(self.scores)):
+            self.total(g)
 
     # -- thresholds -----------------------------------------------------------
     def mask(self, grade: int, k: float = 2.0, values: np.ndarray | None = None) -> np.ndarray:
@@ -136,12 +164,13 @@ class Explanation:
         The statistics are taken over the field of view of ``values`` (default:
         the grade's total map), as the blog's binary map.
         """
-        m = self.total()[grade] if values is None else values
+        m = self.total(grade) if values is None else values
         return threshold_mask(m, self.fundus.fov, k)
 
     # -- checks ---------------------------------------------------------------
-    def conservation(self) -> dict[str, Any]:
-        """Per grade and layer: the score, the sums that must add up to it, the error.
+    def conservation(self, grades: Iterable[int] | None = None) -> dict[str, Any]:
+        """Per grade and layer: the score, the sums that must add up to it, the error
+        (for ``grades``, default all five, in that order).
 
         At layer L: score = sum(input-dependent map of L) + sum(constants of layers
         >= L) + bias; at the input: the input map in place of layer L's map; at
@@ -156,9 +185,10 @@ class Explanation:
         def rel(score: float, *terms: float, parts: tuple[float, ...] = ()) -> float:
             return abs(score - sum(terms)) / max(abs(score), *(abs(t) for t in (*terms, *parts)), 1e-12)
 
+        wanted = list(range(len(self.scores))) if grades is None else [self._grade(g) for g in grades]
         grades = []
         worst = 0.0
-        for c in range(len(self.scores)):
+        for c in wanted:
             score, bias = float(self.scores[c]), float(self.bias[c])
             const_from = 0.0
             rows = []
@@ -177,7 +207,7 @@ class Explanation:
                 })
             inp = float(self.input_map[c].sum(dtype=np.float64))
             feats = float(self.features[c].sum(dtype=np.float64))
-            total = float(self.total()[c].sum(dtype=np.float64))
+            total = float(self.total(c).sum(dtype=np.float64))
             g = {
                 "grade": c,
                 "score": score,

@@ -35,12 +35,12 @@ def write_explanation(exp: Explanation, out: Path, k: float, grade: int | None =
     put("retina.png", pictures.png_bytes(exp.fundus.image))
     for spec in CONV_LAYERS:
         for part in PARTS:
-            values = exp.in_input_space(spec.index, part)[g]
+            values = exp.in_input_space(spec.index, part, g)
             title = f"Layer {spec.index} {part.replace('_', '-')} (RF {spec.rf_paper} px), grade {g} {name}: sum {values.sum(dtype=np.float64):+.2f}"
             put(f"layer{spec.index:02d}_{part}.png", picture(values, title))
     put("input_map.png", picture(exp.input_map[g], f"Input map, grade {g} {name}: sum {exp.input_map[g].sum(dtype=np.float64):+.2f}"))
-    put("constants.png", picture(exp.constants()[g], f"All constant maps, grade {g} {name}: sum {exp.constants()[g].sum(dtype=np.float64):+.2f}"))
-    total = exp.total()[g]
+    put("constants.png", picture(exp.constants(g), f"All constant maps, grade {g} {name}: sum {exp.constants(g).sum(dtype=np.float64):+.2f}"))
+    total = exp.total(g)
     put("total.png", picture(total, f"Total map, grade {g} {name}: sum {total.sum(dtype=np.float64):+.2f} = score {exp.scores[g]:+.2f}"))
     mask = exp.mask(g, k)
     share = mask.sum() / max(int(fov.sum()), 1)

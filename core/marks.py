@@ -227,7 +227,7 @@ class MarkStats:
 def measure(exp: Explanation, grade: int, mask: np.ndarray, marked: np.ndarray) -> MarkStats:
     """The stats of region ``mask`` for ``grade``; ``marked`` is the k-sigma mask the page
     shows (both bool, the maps' shape), so "marked" here means the model's marks."""
-    total = exp.total()[grade]
+    total = exp.total(grade)
     mask = _bool_map(mask, total.shape, "mask")
     marked = _bool_map(marked, total.shape, "marked")
     contribution = float(total[mask].sum(dtype=np.float64))
@@ -250,7 +250,7 @@ def measure_marks(exp: Explanation, grade: int, marks: list[Mark] | tuple[Mark, 
                   marked: np.ndarray) -> tuple[list[MarkStats], MarkStats]:
     """Stats per mark and for their union. Overlapping marks each count a shared pixel,
     so the per-mark contributions may add up to more than the union's."""
-    size = exp.total().shape[-1]
+    size = exp.input_map.shape[-1]
     masks = [mark.mask(size) for mark in marks]
     union = np.zeros((size, size), bool)
     for m in masks:

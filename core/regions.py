@@ -72,7 +72,7 @@ def strongest_regions(
     covered by it counts its other half (``marks.unmarked_regions``); ``fov_share`` stays
     the whole block's.
     """
-    total_map = exp.total()[grade]
+    total_map = exp.total(grade)
     image_map = exp.input_map[grade]
     if exclude is not None:
         keep = ~_bool_map(exclude, total_map.shape, "exclude")

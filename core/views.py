@@ -51,7 +51,7 @@ class Shares:
 def shares(exp: Explanation, grade: int) -> Shares:
     """Where ``grade``'s score comes from: the photograph's pixels or the constants."""
     inp = float(exp.input_map[grade].sum(dtype=np.float64))
-    const = float(exp.constants()[grade].sum(dtype=np.float64))
+    const = float(exp.constants(grade).sum(dtype=np.float64))
     return Shares(float(exp.scores[grade]), inp, const, float(exp.bias[grade]))
 
 
@@ -62,17 +62,17 @@ def level_map(exp: Explanation, grade: int, level: int | str, evidence: Evidence
     if level in ("input", 16):
         if evidence == "pixels":
             return exp.input_map[grade], "input map (pixel evidence only)"
-        return exp.total()[grade], "total map"
+        return exp.total(grade), "total map"
     if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 1 <= level <= len(CONV_LAYERS):
         raise ValueError(f"level must be 1..16 or 'input', not {level!r}")
     index = int(level)
-    dep = exp.in_input_space(index, "input_dependent")[grade]
+    dep = exp.in_input_space(index, "input_dependent", grade)
     if evidence == "pixels":
         return dep, f"input-dependent map of layer {index} (pixel evidence only)"
-    acc = dep.astype(np.float64) + exp.bias_map()[grade]
+    acc = dep.astype(np.float64) + exp.bias_map(grade)
     for spec in CONV_LAYERS:
         if spec.index >= index:
-            acc += exp.in_input_space(spec.index, "constant")[grade]
+            acc += exp.in_input_space(spec.index, "constant", grade)
     return acc.astype(np.float32), f"total map at layer {index} (input-dependent + constants of layers ≥ {index} + bias)"
 
 

@@ -33,11 +33,29 @@ def test_shapes_follow_the_layer_table(small_explanation):
         e.in_input_space(3, "both")
 
 
-def test_input_space_maps_are_cached_and_read_only(small_explanation):
-    a = small_explanation.in_input_space(7, "input_dependent")
-    assert a is small_explanation.in_input_space(7, "input_dependent")
-    with pytest.raises(ValueError):
-        a[0, 0, 0] = 1
+def test_input_space_maps_are_cached_per_grade_and_read_only(small_explanation):
+    e = small_explanation
+    a = e.in_input_space(7, "input_dependent", 2)
+    assert a.shape == (640, 640) and a is e.in_input_space(7, "input_dependent", 2)
+    assert e.total(3) is e.total(3) and e.constants(1) is e.constants(1)
+    whole = e.in_input_space(7, "input_dependent")  # the five grades stacked from the same maps
+    np.testing.assert_array_equal(whole[2], a)
+    for arr in (a, whole, e.total(3), e.total()):
+        with pytest.raises(ValueError):
+            arr[..., 0, 0] = 1
+    for bad in (5, -1, 1.0, True, "2"):
+        with pytest.raises(ValueError):
+            e.total(bad)
+
+
+@pytest.mark.paper
+def test_one_grade_shown_makes_only_that_grades_maps(paper_model, retina_fundus):
+    """The page shows one grade: its total must not take the other grades' maps to input space."""
+    e = core.explain(paper_model, retina_fundus)
+    e.total(e.grade)
+    e.conservation([e.grade])
+    made = {k[-1] for k in e._cache if isinstance(k, tuple)}
+    assert made == {e.grade}, made
 
 
 def test_total_sums_to_the_scores_and_conservation_report(small_explanation):

@@ -31,8 +31,8 @@ class FakeExplanation:
         self.fundus = SimpleNamespace(fov=fov, crop_box=(100, 50, 1380, 1330), original_size=(1500, 1400))
         self.grade = int(np.argmax(self.scores))
 
-    def total(self) -> np.ndarray:
-        return self._total
+    def total(self, grade: int | None = None) -> np.ndarray:
+        return self._total if grade is None else self._total[grade]
 
 
 @pytest.fixture(scope="module")

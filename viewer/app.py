@@ -59,9 +59,6 @@ def model_section() -> core.LoadedModel | None:
 @st.fragment
 def explore(res: state.Result, model: core.LoadedModel) -> None:
     """Everything that moves with the sliders: reruns alone, never the model."""
-    if not res.has("conservation"):
-        with st.spinner("Taking every layer's scores back to the pixels…"):
-            res.ensure_conservation()
     with st.container(key="reading"):
         choice, k = controls.explain_ui(res.exp.grade)
         disp, rc = controls.reading_ui(k)

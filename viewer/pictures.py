@@ -97,15 +97,6 @@ def stamped(picture: np.ndarray, text: str, colour: tuple[int, int, int] = (178,
     return np.asarray(img)
 
 
-def map_rgba(values: np.ndarray, scale: draw.Scale, opacity: float = 0.85) -> np.ndarray:
-    """A map as RGBA for laying over a retina in the browser: its colours, transparent where
-    the score is near zero and up to ``opacity`` where the colour saturates (as ``map_picture``)."""
-    colours = draw.colourise(values, scale)
-    strength = np.clip(np.abs(scale.transform(values)) / max(scale.tmax, 1e-30), 0.0, 1.0)
-    alpha = np.rint(255 * opacity * np.sqrt(strength)).astype(np.uint8)
-    return np.dstack([colours, alpha])
-
-
 def mask_rgba(mask: np.ndarray, alpha: float = 0.9, outline: int = 0) -> np.ndarray:
     """The k-sigma pixels in the mask colour, everything else transparent. With ``outline`` > 0
     only a border that many pixels wide is drawn (whole regions: the retina stays visible inside)."""

@@ -25,7 +25,7 @@ from .reading_figure import CONFIG, Pictures, data_uri, reading_figure, selectio
 from .state import Result
 
 DETAIL_PREVIEW = 1280  # the photograph while the full-resolution one is not asked for
-HOVER_BLOCK = 4  # pixel view: the hover tells the exact sum over 4x4 input pixels
+HOVER_BLOCK = 8  # pixel view: the hover tells the exact sum over 8x8 input pixels (80x80 cells: light to redraw)
 
 
 def fmt(v: float) -> str:
@@ -76,7 +76,7 @@ def _retina_uri(res: Result, rc: ReadingChoice) -> str:
 def pictures(res: Result, choice: ExplainChoice, disp: DisplayChoice, rc: ReadingChoice) -> Pictures:
     """The figure's pictures for these choices, each encoded once (walking back costs nothing)."""
     exp, g, layer = res.exp, choice.grade, choice.layer
-    look = (disp.log, disp.positive_only, round(disp.opacity, 2))
+    look = (disp.log, disp.positive_only, disp.overlay, round(disp.opacity, 2))
 
     def map_parts() -> tuple[str, str, np.ndarray, int, str]:
         values, name = shown_map(res, g, layer, rc)
@@ -88,11 +88,14 @@ def pictures(res: Result, choice: ExplainChoice, disp: DisplayChoice, rc: Readin
             inside = block_sums(exp.fundus.fov.astype(np.float64), rc.view) >= 0.5 * rc.view * rc.view
             scale = draw.make_scale(sums, log=disp.log, positive_only=disp.positive_only, region=inside, percentile=99.0)
             hover_block, label = rc.view, "region's net contribution"
-        rgba = pic.map_rgba(values, scale, disp.opacity)
+        # One picture for the map panel, the faint colour retina under the map composed here:
+        # a JPEG a seventh of the RGBA PNG the browser would otherwise decode on every redraw.
+        retina = exp.fundus.image if disp.overlay else None
+        picture = pic.map_picture(values, scale, retina, disp.opacity, fov=None if disp.overlay else exp.fundus.fov)
         hover = block_sums(values, hover_block) / (1 if rc.view == PIXELS else rc.view * rc.view)
         bar_label = "score per pixel" if rc.view == PIXELS else f"score per {rc.view} x {rc.view} px region"
         bar = draw.colourbar(scale, 900, bar_label, font_px=26)
-        return (data_uri(pic.png_fast(rgba), "image/png"), data_uri(pic.png_fast(bar), "image/png"),
+        return (data_uri(draw.jpeg_bytes(picture), "image/jpeg"), data_uri(pic.png_fast(bar), "image/png"),
                 hover.astype(np.float32), hover_block, f"{label} of the {name.split(',')[0]}")
 
     map_uri, bar_uri, hover, block, label = res.picture(("reading_map", g, layer, rc.view, rc.evidence, look), map_parts)
@@ -101,9 +104,8 @@ def pictures(res: Result, choice: ExplainChoice, disp: DisplayChoice, rc: Readin
         mask = marked_pixels(res, g, layer, rc, disp.k)
         marked = res.picture(("marked_png", g, layer, rc.view, rc.evidence, disp.k),
                              lambda: data_uri(pic.png_fast(pic.mask_rgba(mask, outline=0 if rc.view == PIXELS else 1)), "image/png"))
-    faint = res.picture(("retina", "faint"), lambda: data_uri(draw.jpeg_bytes(exp.fundus.image, quality=85), "image/jpeg"))
-    return Pictures(retina=_retina_uri(res, rc), faint=faint, map=map_uri, marked=marked, colourbar=bar_uri,
-                    hover=hover, hover_block=block, hover_label=label, faint_opacity=pic.FAINT if disp.overlay else 0.0)
+    return Pictures(retina=_retina_uri(res, rc), map=map_uri, marked=marked, colourbar=bar_uri,
+                    hover=hover, hover_block=block, hover_label=label)
 
 
 # ------------------------------------------------------------------ the view
@@ -130,7 +132,7 @@ def draw_reading_line(res: Result, choice: ExplainChoice, rc: ReadingChoice, k: 
     exp, g = res.exp, choice.grade
     sh = views.shares(exp, g)
     mask = marked_pixels(res, g, choice.layer, rc, k)
-    total = exp.total()[g]
+    total = exp.total(g)
     in_mask = float(total[mask].sum(dtype=np.float64))
     pixels_in_mask = float(exp.input_map[g][mask].sum(dtype=np.float64))
     what = f"{int(mask.sum()):,} pixels" if rc.view == PIXELS else f"{int(mask.sum()):,} pixels in {rc.view} px regions"

@@ -4,7 +4,7 @@ A Plotly figure with two square subplots in the model input's coordinates (0..64
 y downwards) whose axes are linked (``matches``), so zoom and pan happen in the
 browser and move both at once. Pictures are layout images stretched over the same
 0..640 square: the photograph at full resolution on the left (it zooms without
-pixelating), the map over a faint colour retina on the right; k-sigma pixels and the
+pixelating), the map over a faint colour retina on the right (one JPEG); k-sigma pixels and the
 clinician's marks are drawn in the same coordinates on both. One invisible heatmap
 per subplot carries the shown map's exact block sums for the hover and gives the box
 and lasso selections a surface; in point mode a grid of invisible points takes clicks.
@@ -52,14 +52,12 @@ class Pictures:
     """What the two subplots show, encoded once per look (data URIs)."""
 
     retina: str  # the photograph (left), any resolution: stretched over 0..640
-    faint: str  # the input retina under the map (right), drawn faint
-    map: str  # the map, RGBA: transparent where it is near zero
+    map: str  # the map panel: the map over the faint colour retina (or on white), one opaque picture
     marked: str | None  # the k-sigma pixels, RGBA cyan, or None when not shown
     colourbar: str  # the map's colour bar
     hover: np.ndarray  # (n, n) the shown map summed over hover blocks (exact)
     hover_block: int  # input pixels per hover block side
     hover_label: str  # what the hover's number is, e.g. "total map"
-    faint_opacity: float = 0.45
 
 
 def _image(source: str, axis: str, opacity: float = 1.0, layer: str = "above") -> dict:
@@ -126,8 +124,7 @@ def reading_figure(p: Pictures, marks: Sequence[Mark] = (), *, tool: str = "zoom
     if tool == "point":
         traces += [_point_grid(""), _point_grid("2")]
     fig.add_traces(traces)
-    images = [_image(p.retina, "", layer="below"), _image(p.faint, "2", p.faint_opacity, layer="below"),
-              _image(p.map, "2")]
+    images = [_image(p.retina, "", layer="below"), _image(p.map, "2", layer="below")]
     if p.marked is not None:
         images.append(_image(p.marked, ""))
     bar = COLOURBAR_PX / (height - 8)

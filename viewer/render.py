@@ -280,7 +280,7 @@ def _map_jpeg(res: Result, key: tuple, values: Callable[[], np.ndarray], disp: D
 
 
 def _rows(res: Result, grade: int) -> Rows:
-    g = res.conservation["grades"][grade]
+    g = res.conservation(grade)["grades"][0]
     return {row["layer"]: row for row in g["layers"]} | {"grade": g}
 
 
@@ -346,11 +346,11 @@ def draw_hidden_layer(res: Result, grade: int, index: int, disp: DisplayChoice, 
     maps = exp.layer(index)
     c1, c2, c3 = st.columns(MAP_COLUMNS, gap="medium")
     with c1:
-        _show(_map_jpeg(res, (index, "input_dependent", grade), lambda: exp.in_input_space(index, "input_dependent")[grade], disp),
+        _show(_map_jpeg(res, (index, "input_dependent", grade), lambda: exp.in_input_space(index, "input_dependent", grade), disp),
               f"**Input-dependent part** of layer {index} · Σ {fmt_score(row['input_dependent'])}",
               f"Each of the {spec.hidden}×{spec.hidden} units' scores spread over its {spec.rf_paper} px receptive field.")
     with c2:
-        _show(_map_jpeg(res, (index, "constant", grade), lambda: exp.in_input_space(index, "constant")[grade], disp),
+        _show(_map_jpeg(res, (index, "constant", grade), lambda: exp.in_input_space(index, "constant", grade), disp),
               f"**Constant part** of layer {index} (bias and batch norm) · Σ {fmt_score(row['constant'])}",
               "The share of the score this layer adds itself; it does not depend on the pixels below.")
     with c3:
@@ -383,11 +383,11 @@ def draw_input_layer(res: Result, grade: int, disp: DisplayChoice, rows: Rows) -
               f"**Input map** (pixels) · Σ {fmt_score(g['input_map_sum'])}",
               "What each pixel contributes, the RGB channels summed.")
     with c2:
-        _show(_map_jpeg(res, ("input", "constants", grade), lambda: exp.constants()[grade], disp),
+        _show(_map_jpeg(res, ("input", "constants", grade), lambda: exp.constants(grade), disp),
               f"**All layers' constants**, in input space · Σ {fmt_score(g['constants_sum'])}",
               "Layers 1–15, each spread over its receptive fields.")
     with c3:
-        _show(_map_jpeg(res, ("input", "total", grade), lambda: exp.total()[grade], disp),
+        _show(_map_jpeg(res, ("input", "total", grade), lambda: exp.total(grade), disp),
               f"**Total** = input map + constants + bias · Σ {fmt_score(g['total_map_sum'])}",
               f"The bias {fmt_score(g['bias'])} is spread evenly over the field of view.")
 
@@ -419,7 +419,7 @@ def conservation_line(rows: Rows, layer: int | str, tolerance: float) -> tuple[s
 
 
 def draw_conservation(res: Result, grade: int, layer: int | str) -> None:
-    text, ok = conservation_line(_rows(res, grade), layer, res.conservation["tolerance"])
+    text, ok = conservation_line(_rows(res, grade), layer, res.conservation(grade)["tolerance"])
     if ok:
         st.markdown(f"**Conservation:** {text}", help="At every layer the maps shown, the constants of the layers "
                     "above and the layer-16 bias add up exactly to the grade's score (the method's check).")
@@ -507,27 +507,32 @@ def draw_comparison(res: Result, own: int, disp: DisplayChoice, layer: int | str
 # --------------------------------------------------------------------- threshold, overlay, downloads
 def draw_threshold(res: Result, choice: ExplainChoice, disp: DisplayChoice, mask: np.ndarray, name: str,
                    settings: Mapping[str, Any], values: np.ndarray) -> None:
-    """The reading view's k-sigma pixels (``mask`` of the map ``name``) over the retina, the flicker
-    view, and the downloads (``settings``: what the reading view showed, for scores.json)."""
+    """The reading view's k-sigma pixels (``mask`` of the map ``name``): their count, the flicker
+    view on request, and the downloads (``settings``: what the reading view showed, for scores.json).
+
+    The marked pixels themselves are on the reading view's photograph; the GIF is made only when
+    shown or downloaded, so moving k redraws no picture here."""
     exp = res.exp
     g = choice.grade
 
-    def make() -> tuple[int, bytes, bytes]:
-        marked = pic.mask_picture(exp.fundus.image, mask, disp.opacity)
-        return int(mask.sum()), draw.jpeg_bytes(marked), draw.flicker_gif([exp.fundus.image, marked])
+    def gif() -> bytes:
+        # keyed by the map's name: levels that threshold the same map (16 and "input") share the picture
+        return res.picture(("flicker", name, g, disp.k, round(disp.opacity, 2)), lambda: draw.flicker_gif(
+            [exp.fundus.image, pic.mask_picture(exp.fundus.image, mask, disp.opacity)]))
 
-    # keyed by the map's name: levels that threshold the same map (16 and "input") share the picture
-    n, marked_jpeg, gif = res.picture(("threshold", name, g, disp.k, round(disp.opacity, 2)), make)
+    n = int(mask.sum())
     fov_n = int(exp.fundus.fov.sum())
     share = n / fov_n if fov_n else 0.0
     st.markdown(f"##### Pixels above k = {disp.k:.1f} standard deviations of the {name} (grade {grade_label(g)})")
-    c1, c2, c3 = st.columns(3, gap="medium")
+    c1, c2 = st.columns([1, 2], gap="large")
     with c1:
-        _show(marked_jpeg, f"**Marked pixels** (cyan) over the retina · k = {disp.k:.1f}")
+        if st.toggle("**Flicker view**: retina ↔ marked pixels", key="flicker",
+                     help="The blog's comparison: the retina and the same retina with the marked pixels, alternating."):
+            st.image(gif(), width="stretch")
+        else:
+            st.caption("The marked pixels are cyan on the reading view's photograph; the flicker view alternates the "
+                       "retina with and without them.")
     with c2:
-        st.markdown("**Flicker view**: retina ↔ marked pixels")
-        st.image(gif, width="stretch")
-    with c3:
         st.markdown(
             f"**{n:,} pixels** are above the mean + {disp.k:.1f} SD of the {name}: "
             f"**{share:.2%}** of the field of view ({fov_n:,} pixels)."
@@ -550,7 +555,7 @@ def export_title(exp: core.Explanation, grade: int, layer: int | str, map_name: 
             f"{level}: {what}{threshold} · model {exp.weights_name} · {today or dt.date.today().isoformat()}")
 
 
-def draw_downloads(res: Result, choice: ExplainChoice, disp: DisplayChoice, gif: bytes, map_name: str,
+def draw_downloads(res: Result, choice: ExplainChoice, disp: DisplayChoice, gif: Callable[[], bytes], map_name: str,
                    settings: Mapping[str, Any], values: np.ndarray) -> None:
     exp = res.exp
     g = choice.grade

@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import csv
 import threading
+import time
 import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -175,14 +176,10 @@ class Result:
     def has(self, name: str) -> bool:
         return name in self._derived
 
-    def ensure_conservation(self) -> None:
-        """Make the conservation report now (the first view needs it), under the page's spinner."""
-        self._once("conservation", self.exp.conservation)
-
-    @property
-    def conservation(self) -> dict[str, Any]:
-        """The conservation report (takes every constant map to input space the first time)."""
-        return self._once("conservation", self.exp.conservation)
+    def conservation(self, grade: int) -> dict[str, Any]:
+        """``grade``'s conservation report (takes that grade's constant maps to input space the
+        first time; the other grades' maps are never made unless they are shown)."""
+        return self._once(("conservation", grade), lambda: self.exp.conservation([grade]))
 
     @property
     def scores_json(self) -> str:
@@ -316,17 +313,22 @@ def explain(model: core.LoadedModel, fundus: core.Fundus) -> tuple[Result, bool]
     return res, True
 
 
+WARM_DELAY_S = 1.5  # the first picture reaches the browser before the warming competes for the CPU
+
+
 def _warm(res: Result) -> None:
     exp = res.exp
+    time.sleep(WARM_DELAY_S)
     with EXPLAIN_SLOTS:
         for spec in reversed(core.CONV_LAYERS):
             for part in core.PARTS:
-                exp.in_input_space(spec.index, part)
+                exp.in_input_space(spec.index, part, exp.grade)
 
 
 def warm_in_background(res: Result) -> None:
-    """Take every layer's maps to input space in a background thread, layer 15 first,
-    so that the first walk down the layer slider finds them ready."""
+    """Take the model's grade's maps of every layer to input space in a background thread,
+    layer 15 first, so that the first walk down the layer slider finds them ready. Only that
+    grade's (another grade's are made when it is shown): a fifth of the memory."""
     with res.lock:
         if res.warmed:
             return

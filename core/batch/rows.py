@@ -91,7 +91,7 @@ def summary_row(exp: Explanation, *, path: str, sha256: str, size: int, label: i
     g = exp.grade
     fov = exp.fundus.fov
     mask = exp.mask(g, k)
-    total, image = exp.total()[g], exp.input_map[g]
+    total, image = exp.total(g), exp.input_map[g]
     quality = exp.quality
     row.update(
         grade=g if exp.gradable else None,

@@ -124,7 +124,7 @@ def parametric_map(exp: Explanation, grade: int | None = None, *, series_number:
     if (columns, rows) != tuple(exp.fundus.original_size):
         raise DicomOutError(f"the source header says {columns} x {rows} pixels but the photograph read was "
                             f"{exp.fundus.original_size[0]} x {exp.fundus.original_size[1]}")
-    total = exp.total()[grade]
+    total = exp.total(grade)
     values = to_photograph(total, exp.fundus.crop_box, exp.fundus.original_size).astype(np.float32)
     with _quiet():
         try:

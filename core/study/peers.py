@@ -145,8 +145,8 @@ def _explanation(ctx: Context) -> Explanation:
 
 def paper_total(ctx: Context) -> Maps:
     """The paper's total map (all layers' scores in input space; sums to the score)."""
-    total = _explanation(ctx).total()
-    return {g: np.asarray(total[g], np.float32) for g in ctx.grades}
+    exp = _explanation(ctx)
+    return {g: np.asarray(exp.total(g), np.float32) for g in ctx.grades}
 
 
 def paper_input(ctx: Context) -> Maps:

@@ -86,8 +86,8 @@ DRAG = ".st-key-reading .stPlotlyChart .nsewdrag"  # the two subplots' drag surf
 
 
 def reading_scenario(page, url: str, out: Path) -> list[Path]:
-    """The reading view of a real photograph at 1400x900 with two marks of a clinician (a box over
-    the haemorrhage left of the macula, a point on a small red dot), then the same in 16 px regions."""
+    """The reading view of a real photograph at 1400x900 with a clinician's mark (a box over the
+    haemorrhage left of the macula), then the same in 16 px regions with the marks' table."""
     from PIL import Image
 
     from tests.viewer.live_server import UPLOAD
@@ -126,10 +126,12 @@ def reading_scenario(page, url: str, out: Path) -> list[Path]:
     reading.evaluate("e => e.scrollIntoView({block: 'start'})")
     saved = []
     for name, view in zip(READING_SHOTS, (None, "16 px"), strict=True):
-        if view:
+        if view:  # the regions, scrolled so that the marks' table under the figure shows too
             page.locator(".st-key-view button", has_text=view).click()
             settle(page)
             reading.evaluate("e => e.scrollIntoView({block: 'start'})")
+            page.mouse.move(700, 450)
+            page.mouse.wheel(0, 330)
         page.mouse.move(1395, 5)
         settle(page)
         png = page.screenshot(animations="disabled")
