@@ -18,7 +18,7 @@ import torch
 
 from .explanation import explain
 from .fundus import read_fundus
-from .model import INPUT_SIZE, plain_copy
+from .model import CONV_LAYERS, INPUT_SIZE, plain_copy
 from .weights import ASSETS, load_weights
 
 DEFAULT_IMAGE = ASSETS / "samples" / "retina-normal.jpg"
@@ -29,6 +29,11 @@ def _peak_rss_mb() -> float:
 
 
 def _timed(fn: Callable[[], Any], repeats: int) -> float:
+    """Median of ``repeats`` timed calls after one warm-up; ``repeats=0``: one call, timed."""
+    if repeats == 0:
+        t = time.perf_counter()
+        fn()
+        return time.perf_counter() - t
     fn()  # warm-up: allocator, kernels, caches
     times = []
     for _ in range(repeats):
@@ -36,6 +41,48 @@ def _timed(fn: Callable[[], Any], repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def floor_fn(network: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    """The floor of this method, as autograd does it: a forward pass, then the five grades'
+    gradients at every batch norm's output (what the propagation needs, S = lambda * a, with
+    lambda the gradient of a ReLU-gated network), in channels_last."""
+    network = network.to(memory_format=torch.channels_last)
+    outputs: list[torch.Tensor] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: outputs.append(out))
+             for m in network.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+
+    def floor() -> None:
+        outputs.clear()
+        with torch.enable_grad():
+            xg = x_cl.clone().requires_grad_(True)  # the input's gradient too: the pixels' map
+            scores = network(xg)
+            for c in range(scores.shape[1]):
+                torch.autograd.grad(scores[0, c], [xg, *outputs], retain_graph=c < scores.shape[1] - 1)
+
+    floor.hooks = hooks  # type: ignore[attr-defined]  # kept alive with the closure
+    return floor
+
+
+def session_bytes(exp: Any, grade: int) -> dict[str, float]:
+    """What the page keeps for one explained photograph with one grade shown and every layer
+    visited (its total, constants, every layer's two maps in input space), in MB."""
+    exp.total(grade)
+    exp.conservation([grade])
+    for spec in CONV_LAYERS:
+        for part in ("input_dependent", "constant"):
+            exp.in_input_space(spec.index, part, grade)
+    hidden = sum(a.nbytes for maps in (exp.layer(s.index) for s in CONV_LAYERS) for a in (maps.input_dependent, maps.constant))
+    base = hidden + exp.input_map.nbytes + exp.fundus.image.nbytes + exp.fundus.fov.nbytes
+    cached = exp.cached_bytes()
+    return {"hidden_maps_mb": hidden / 2**20, "explanation_mb": base / 2**20, "input_space_mb": cached / 2**20,
+            "session_mb": (base + cached) / 2**20}
+
+
+def _usage() -> tuple[float, float, int]:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime, r.ru_stime, r.ru_minflt
 
 
 def run(weights: str, image: Path, repeats: int = 5, captum: bool = True) -> dict[str, Any]:
@@ -57,8 +104,13 @@ def run(weights: str, image: Path, repeats: int = 5, captum: bool = True) -> dic
             raise RuntimeError("conservation check failed")
 
     hidden = _timed(lambda: explain(lm, fundus), repeats)
+    floor = _timed(floor_fn(plain_copy(lm.network), x), repeats)
+    u0 = _usage()
     explanation = _timed(full, repeats)
+    u1 = _usage()
     rss_explain = _peak_rss_mb()
+    exp = explain(lm, fundus)
+    memory = session_bytes(exp, exp.grade)
     out: dict[str, Any] = {
         "weights": lm.name,
         "image": image.name,
@@ -69,8 +121,16 @@ def run(weights: str, image: Path, repeats: int = 5, captum: bool = True) -> dic
         "explanation_s": explanation,
         "ratio_to_forward": explanation / forward,
         "ratio_to_forward_channels_last": explanation / forward_cl,
+        "floor_s": floor,
+        "propagation_to_floor": hidden / floor,
+        "user_s": u1[0] - u0[0],
+        "system_s": u1[1] - u0[1],
+        "system_share": (u1[1] - u0[1]) / max(u1[0] - u0[0] + u1[1] - u0[1], 1e-9),
+        "minor_faults": u1[2] - u0[2],
+        "explanations_measured": repeats + 1,
         "peak_rss_mb": rss_explain,
         "rss_after_loading_mb": rss_loaded,
+        **memory,
     }
     if captum:
         from captum.attr import LRP, IntegratedGradients
@@ -78,7 +138,15 @@ def run(weights: str, image: Path, repeats: int = 5, captum: bool = True) -> dic
         grade = int(explain(lm, fundus).grade)
         xg = x.clone().requires_grad_(True)
         lrp_model = copy.deepcopy(plain)
-        out["captum_lrp_one_grade_s"] = _timed(lambda: LRP(lrp_model).attribute(xg, target=grade), max(1, repeats // 2))
+        lrp = LRP(lrp_model)
+        out["captum_lrp_one_grade_s"] = _timed(lambda: lrp.attribute(xg, target=grade), max(1, repeats // 2))
+        # Paired: each full explanation right beside one LRP, so that the machine's load changes both alike.
+        pairs = []
+        for _ in range(5):
+            a = _timed(full, 0)
+            b = _timed(lambda: lrp.attribute(xg, target=grade), 0)
+            pairs.append(a / b)
+        out["ratio_to_captum_lrp_paired_median"] = statistics.median(pairs)
         ig = IntegratedGradients(copy.deepcopy(plain))
         t = time.perf_counter()
         ig.attribute(x, target=grade, n_steps=50, internal_batch_size=5)
@@ -97,11 +165,18 @@ def report(r: dict[str, Any]) -> str:
         "  full explanation (all in input space, totals, conservation)",
         f"                                     {r['explanation_s']:8.3f} s   = {r['ratio_to_forward']:.1f}x forward, "
         f"{r['ratio_to_forward_channels_last']:.1f}x channels_last forward",
+        "  floor: forward + 5 autograd gradients at every BN output (channels_last)",
+        f"                                     {r['floor_s']:8.3f} s   propagation / floor = {r['propagation_to_floor']:.2f}",
+        f"  kernel time over {r['explanations_measured']} full explanations: system {r['system_s']:.2f} s beside user "
+        f"{r['user_s']:.2f} s ({100 * r['system_share']:.1f} %), {r['minor_faults']:,} minor page faults",
         f"  peak RSS                           {r['peak_rss_mb']:8.0f} MB  (after loading: {r['rss_after_loading_mb']:.0f} MB)",
+        f"  one explained session (one grade, every layer visited): {r['session_mb']:.0f} MB = explanation "
+        f"{r['explanation_mb']:.0f} MB (hidden maps {r['hidden_maps_mb']:.0f} MB) + input-space maps {r['input_space_mb']:.0f} MB",
     ]
     if "captum_lrp_one_grade_s" in r:
         lines += [
-            f"  Captum LRP, one grade              {r['captum_lrp_one_grade_s']:8.3f} s   explanation/LRP = {r['ratio_to_captum_lrp']:.2f}",
+            f"  Captum LRP, one grade              {r['captum_lrp_one_grade_s']:8.3f} s   explanation/LRP = {r['ratio_to_captum_lrp']:.2f}"
+            f" (median of 5 paired runs: {r['ratio_to_captum_lrp_paired_median']:.2f})",
             f"  Captum IG (50 steps), one grade    {r['captum_ig50_one_grade_s']:8.3f} s   explanation/IG  = {r['ratio_to_captum_ig50']:.3f}",
         ]
     return "\n".join(lines)

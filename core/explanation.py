@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import threading
 import zipfile
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -58,8 +59,9 @@ class Explanation:
         }
         self.probabilities = softmax(self.scores)
         self.grade = int(np.argmax(self.scores))
-        self._cache: dict[Any, np.ndarray] = {}
+        self._cache: OrderedDict[Any, np.ndarray] = OrderedDict()
         self._lock = threading.RLock()
+        self._max_layer_maps: int | None = None
 
     # -- hidden space ---------------------------------------------------------
     def layer(self, index: int) -> LayerMaps:
@@ -85,11 +87,32 @@ class Explanation:
     # -- input space ----------------------------------------------------------
     def _cached(self, key: Any, make) -> np.ndarray:
         with self._lock:
-            if key not in self._cache:
-                arr = make()
-                arr.setflags(write=False)
-                self._cache[key] = arr
-            return self._cache[key]
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+            arr = make()
+            arr.setflags(write=False)
+            self._cache[key] = arr
+            self._evict()
+            return arr
+
+    def _evict(self) -> None:
+        """Drop the least recently used layer maps beyond the limit (totals and constants stay)."""
+        if self._max_layer_maps is None:
+            return
+        layer_keys = [k for k in self._cache if isinstance(k, tuple) and isinstance(k[0], int)]
+        for k in layer_keys[: max(0, len(layer_keys) - self._max_layer_maps)]:
+            del self._cache[k]
+
+    def limit_layer_maps(self, n: int | None) -> None:
+        """Keep at most ``n`` single layers' input-space maps (each 1.6 MB), the least recently used
+        dropped first and made again if asked for (a few milliseconds each); None: keep all. A page
+        sets it, so that a session walking every layer does not keep them all."""
+        if n is not None and n < 0:
+            raise ValueError(f"the limit must be >= 0 or None, not {n!r}")
+        with self._lock:
+            self._max_layer_maps = n
+            self._evict()
 
     def _grade(self, grade: Any) -> int:
         if isinstance(grade, bool) or not isinstance(grade, (int, np.integer)) or not 0 <= grade < len(self.scores):
@@ -115,19 +138,29 @@ class Explanation:
         g = self._grade(grade)
         return self._cached((index, part, g), lambda: to_input_space(getattr(maps, part)[g], maps.spec))
 
+    def _constants_sum(self, first: int, g: int) -> np.ndarray:
+        acc = np.zeros(self.input_map.shape[1:], np.float64)
+        for spec in CONV_LAYERS:
+            if spec.index >= first:
+                acc += self.in_input_space(spec.index, "constant", g)
+        return acc.astype(np.float32)
+
     def constants(self, grade: int | None = None) -> np.ndarray:
         """Sum of every layer's constant map in input space: (640, 640) for ``grade``, (5, 640, 640) without."""
         if grade is None:
             return self._all(self.constants)
         g = self._grade(grade)
+        return self._cached(("constants", g), lambda: self._constants_sum(1, g))
 
-        def make() -> np.ndarray:
-            acc = np.zeros(self.input_map.shape[1:], np.float64)
-            for spec in CONV_LAYERS:
-                acc += self.in_input_space(spec.index, "constant", g)
-            return acc.astype(np.float32)
-
-        return self._cached(("constants", g), make)
+    def constants_from(self, index: int, grade: int) -> np.ndarray:
+        """The constant maps of layers ``index``..15 in input space, summed (640, 640): what the
+        layers at and above ``index`` add that does not depend on the photograph. Kept like a
+        layer's map (``limit_layer_maps``)."""
+        self.layer(index)  # validates the index
+        g = self._grade(grade)
+        if index == 1:
+            return self.constants(g)
+        return self._cached((index, "constants_from", g), lambda: self._constants_sum(index, g))
 
     def bias_map(self, grade: int | None = None) -> np.ndarray:
         """Layer 16's bias, which has no place, spread evenly over the field of view."""
@@ -151,6 +184,11 @@ class Explanation:
             ("total", g),
             lambda: (self.input_map[g].astype(np.float64) + self.constants(g) + self.bias_map(g)).astype(np.float32),
         )
+
+    def cached_bytes(self) -> int:
+        """Bytes held by the input-space maps made so far (what a page's session adds)."""
+        with self._lock:
+            return sum(a.nbytes for a in self._cache.values())
 
     def materialise(self) -> None:
         """Compute every grade's input-space maps now (benchmarks, exports)."""

@@ -69,10 +69,7 @@ def level_map(exp: Explanation, grade: int, level: int | str, evidence: Evidence
     dep = exp.in_input_space(index, "input_dependent", grade)
     if evidence == "pixels":
         return dep, f"input-dependent map of layer {index} (pixel evidence only)"
-    acc = dep.astype(np.float64) + exp.bias_map(grade)
-    for spec in CONV_LAYERS:
-        if spec.index >= index:
-            acc += exp.in_input_space(spec.index, "constant", grade)
+    acc = dep.astype(np.float64) + exp.constants_from(index, grade) + exp.bias_map(grade)
     return acc.astype(np.float32), f"total map at layer {index} (input-dependent + constants of layers ≥ {index} + bias)"
 
 

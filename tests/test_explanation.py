@@ -121,3 +121,24 @@ def test_the_npz_reports_its_progress_and_holds_the_same_arrays(paper_explanatio
     np.testing.assert_array_equal(z["total"], paper_explanation.total())
     np.testing.assert_array_equal(z["layer7_constant"], paper_explanation.layer(7).constant)
     assert z["fov"].dtype == bool
+
+
+def test_a_limit_keeps_few_layer_maps_and_the_same_numbers(small_explanation):
+    e = core.explain(core.load_weights("demo"), small_explanation.fundus)
+    e.limit_layer_maps(4)
+    first = {i: e.in_input_space(i, "input_dependent", 1).copy() for i in range(1, 16)}
+    layer_keys = [k for k in e._cache if isinstance(k[0], int)]
+    assert len(layer_keys) == 4 and (15, "input_dependent", 1) in e._cache  # the most recent kept
+    again = e.in_input_space(1, "input_dependent", 1)  # dropped, made again: the same map
+    np.testing.assert_array_equal(again, first[1])
+    total = e.total(1)  # totals and constants are never dropped
+    for i in range(1, 16):
+        e.in_input_space(i, "constant", 1)
+    assert e.total(1) is total and ("constants", 1) in e._cache
+    np.testing.assert_allclose(e.constants_from(1, 1), e.constants(1))
+    expected = sum(e.in_input_space(i, "constant", 1).astype(np.float64) for i in range(9, 16))
+    np.testing.assert_allclose(e.constants_from(9, 1), expected, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError):
+        e.limit_layer_maps(-1)
+    with pytest.raises(ValueError):
+        e.constants_from(16, 1)

@@ -34,7 +34,8 @@ MAX_CONCURRENT = 2  # explanations at once (this machine has 2 cores, ~1 GB each
 EXPLAIN_SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT)
 
 MAX_PICTURES = 120  # encoded pictures kept per session
-MAX_PICTURE_BYTES = 48 * 2**20  # and at most this much of them (a reading map's PNG is ~1 MB)
+MAX_PICTURE_BYTES = 24 * 2**20  # and at most this much of them (the full-resolution photograph is ~0.4 MB)
+MAX_LAYER_MAPS = 10  # single layers' input-space maps kept per session (1.6 MB each; remade in milliseconds)
 _RESULT = "_result"
 _FUNDUS = "_fundus"
 
@@ -309,6 +310,7 @@ def explain(model: core.LoadedModel, fundus: core.Fundus) -> tuple[Result, bool]
     st.session_state.pop(_RESULT, None)  # never show the previous image's result
     with st.spinner("The model is grading the image and tracing every score back to the pixels…"), EXPLAIN_SLOTS:
         res = Result(key=key, exp=core.explain(model, fundus))
+    res.exp.limit_layer_maps(MAX_LAYER_MAPS)
     st.session_state[_RESULT] = res
     return res, True
 
@@ -317,18 +319,20 @@ WARM_DELAY_S = 1.5  # the first picture reaches the browser before the warming c
 
 
 def _warm(res: Result) -> None:
+    """The layers next to the input first (most walks along the slider start there), as many as
+    the session keeps."""
     exp = res.exp
     time.sleep(WARM_DELAY_S)
     with EXPLAIN_SLOTS:
-        for spec in reversed(core.CONV_LAYERS):
+        for spec in core.CONV_LAYERS[: MAX_LAYER_MAPS // 2][::-1]:
             for part in core.PARTS:
                 exp.in_input_space(spec.index, part, exp.grade)
 
 
 def warm_in_background(res: Result) -> None:
-    """Take the model's grade's maps of every layer to input space in a background thread,
-    layer 15 first, so that the first walk down the layer slider finds them ready. Only that
-    grade's (another grade's are made when it is shown): a fifth of the memory."""
+    """Take the model's grade's maps of the layers nearest the input to input space in a
+    background thread, so that the first steps along the layer slider find them ready. Only
+    that grade's (another grade's are made when shown), and only as many as a session keeps."""
     with res.lock:
         if res.warmed:
             return

@@ -193,7 +193,8 @@ async def _one_clinician(page, name: str, data: bytes, mime: str, start: asyncio
     await page.set_input_files(UPLOAD, files=[{"name": name, "mimeType": mime, "buffer": data}])
     uploaded = time.perf_counter() - t0
     await page.wait_for_function(HAS_TEXT, arg=["p", "Conservation:"], timeout=240_000)
-    await page.wait_for_function("() => document.querySelectorAll('[data-testid=stImage] img').length >= 5", timeout=240_000)
+    await page.wait_for_function("() => document.querySelectorAll('.st-key-reading .stPlotlyChart image').length >= 2"
+                                 " && document.querySelectorAll('[data-testid=stImage] img').length >= 4", timeout=240_000)
     await page.wait_for_function(SETTLED, timeout=240_000)
     done = time.perf_counter() - t0
     table = page.locator("table", has=page.locator("th", has_text="Probability"))

@@ -315,7 +315,9 @@ def test_no_image_bytes_are_written_anywhere(page_model, tmp_path, monkeypatch, 
                     page.wait_for_function(HAS_TEXT, arg=["h5", "Layer 16 ·"], timeout=60_000)
                     thumb.press("End")  # back to the pixels
                     page.wait_for_function(HAS_TEXT, arg=["p", "input map "], timeout=60_000)
+                    page.locator(".st-key-reading [data-testid=stPopover] button").first.click()
                     page.locator(".st-key-overlay label").click()
+                    page.keyboard.press("Escape")
                     page.wait_for_function(SETTLED, timeout=60_000)
                     for label in ("scores.json", "Current map (PNG)"):
                         page.wait_for_function(SETTLED, timeout=120_000)

@@ -28,10 +28,12 @@ from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
 import core
+from core import pictures as draw
 from core import views
 from core.fundus.detail import detail_side
 from core.marks import Mark, measure_marks, union_mask, unmarked_regions
 from core.regions import block_sums, block_threshold
+from viewer import pictures as vpic
 from viewer import reading, state
 from viewer.reading_figure import DRAGMODE, POINT_GRID, TOOLS, Pictures, reading_figure, selection_marks
 
@@ -50,7 +52,7 @@ def _uri(tag: str) -> str:
 
 def pictures(marked: bool = False, block: int = 4) -> Pictures:
     n = 640 // block
-    return Pictures(retina=_uri("RETINA"), faint=_uri("FAINT"), map=_uri("MAP"), marked=_uri("MARKED") if marked else None,
+    return Pictures(retina=_uri("RETINA"), map=_uri("MAP"), marked=_uri("MARKED") if marked else None,
                     colourbar=_uri("BAR"), hover=np.arange(n * n, dtype=np.float32).reshape(n, n), hover_block=block,
                     hover_label="sum of the total map")
 
@@ -150,7 +152,7 @@ def test_the_pictures_lie_on_their_subplots(marked):
     p = pictures(marked=marked)
     images = reading_figure(p).layout.images
     where = {im.source: (im.xref, im.yref) for im in images}
-    expected = {p.retina: ("x", "y"), p.faint: ("x2", "y2"), p.map: ("x2", "y2"), p.colourbar: ("paper", "paper")}
+    expected = {p.retina: ("x", "y"), p.map: ("x2", "y2"), p.colourbar: ("paper", "paper")}
     if marked:
         expected[p.marked] = ("x", "y")  # the k-sigma pixels over the photograph
     assert where == expected and len(images) == len(expected)
@@ -158,10 +160,8 @@ def test_the_pictures_lie_on_their_subplots(marked):
         if im.xref != "paper":  # each stretched over the whole 640 x 640 square, y downwards
             assert (im.x, im.y, im.sizex, im.sizey, im.sizing) == (0, 0, 640, 640, "stretch")
             assert (im.xanchor, im.yanchor) == ("left", "top")
-    faint = next(im for im in images if im.source == p.faint)
-    assert faint.opacity == p.faint_opacity
-    off = reading_figure(Pictures(**{**p.__dict__, "faint_opacity": 0.0})).layout.images
-    assert next(im for im in off if im.source == p.faint).opacity == 0.0
+    # the photograph and the map panel are opaque, under the marks and the k-sigma pixels
+    assert {im.layer for im in images if im.source in (p.retina, p.map)} == {"below"}
 
 
 def test_one_shape_per_mark_on_each_subplot():
@@ -307,10 +307,10 @@ def layout_images(at: AppTest) -> dict[str, dict]:
     ims = spec(at)["layout"]["images"]
     on_x = [im for im in ims if im["xref"] == "x"]
     on_x2 = [im for im in ims if im["xref"] == "x2"]
-    out = {"retina": on_x[0], "faint": on_x2[0], "map": on_x2[1]}
+    out = {"retina": on_x[0], "map": on_x2[0]}
     if len(on_x) > 1:
         out["marked"] = on_x[1]
-    assert len(on_x) <= 2 and len(on_x2) == 2 and len(ims) == len(out) + 1  # + the colour bar
+    assert len(on_x) <= 2 and len(on_x2) == 1 and len(ims) == len(out) + 1  # + the colour bar
     return out
 
 
@@ -403,42 +403,50 @@ def test_display_options_change_the_figure(page, core_result):
     ims = layout_images(page)
     # defaults: the photograph at full resolution, the k-sigma pixels on it, the faint retina under the map
     assert page.toggle(key="show_marked").value and page.radio(key="detail").value == "full"
-    assert "marked" in ims and ims["faint"]["opacity"] == pytest.approx(0.45)
+    assert "marked" in ims
     full = decoded(ims["retina"]["source"])
     assert full.shape == (detail_side(exp.fundus), detail_side(exp.fundus), 3)
     marked = decoded(ims["marked"]["source"])
     np.testing.assert_array_equal(marked[..., 3] > 0, core.threshold_mask(values, fov, 2.0))
     left_title = spec(page)["layout"]["annotations"][0]["text"]
     assert left_title.startswith("Photograph, full resolution") and "cyan: above k = 2.0" in left_title
-    alpha = decoded(ims["map"]["source"])[..., 3]
-    assert alpha.max() == round(255 * 0.85) and alpha[values < 0].max() > 0
+
+    def expected_map(*, log=False, positive_only=False, overlay=True, opacity=0.85) -> np.ndarray:
+        scale = draw.make_scale(values, log=log, positive_only=positive_only, region=fov)
+        return vpic.map_picture(values, scale, exp.fundus.image if overlay else None, opacity,
+                                fov=None if overlay else fov).astype(np.int16)
+
+    def map_error(**look) -> float:
+        shown = decoded(layout_images(page)["map"]["source"]).astype(np.int16)
+        return float(np.abs(shown - expected_map(**look)).mean())
+
+    # the map panel is the map over the faint colour retina, as the viewer's picture functions draw it
+    assert map_error() < 2.0 and map_error(overlay=False) > 10  # (JPEG: nearly; and not the map on white)
 
     page.toggle(key="show_marked").set_value(False)
     page.radio(key="detail").set_value("input")
     page.toggle(key="overlay").set_value(False)
     run(page)
     ims = layout_images(page)
-    assert "marked" not in ims and ims["faint"]["opacity"] == 0.0
+    assert "marked" not in ims
     small = decoded(ims["retina"]["source"])
     assert small.shape == (640, 640, 3)  # exactly the pixels the model saw (JPEG: nearly)
     assert np.abs(small.astype(np.int16) - exp.fundus.image.astype(np.int16)).mean() < 3
     left_title = spec(page)["layout"]["annotations"][0]["text"]
     assert left_title == "Model input (640 px)"
+    assert map_error(overlay=False) < 2.0  # the map on white, grey outside the field of view
 
-    plain_alpha = alpha
     page.toggle(key="positive_only").set_value(True)
     page.slider(key="opacity").set_value(0.4)
     run(page)
-    alpha = decoded(layout_images(page)["map"]["source"])[..., 3]
-    assert alpha.max() == round(255 * 0.4)
-    assert alpha[values <= 0].max() == 0  # only the evidence for the grade
+    assert map_error(overlay=False, positive_only=True, opacity=0.4) < 2.0
+    assert map_error(overlay=False) > 2 * map_error(overlay=False, positive_only=True, opacity=0.4)
 
     page.toggle(key="positive_only").set_value(False)
     page.slider(key="opacity").set_value(0.85)
     page.toggle(key="log").set_value(True)
     run(page)
-    log_alpha = decoded(layout_images(page)["map"]["source"])[..., 3]
-    assert log_alpha[fov].mean() > 1.2 * plain_alpha[fov].mean()  # weak regions become visible
+    assert map_error(overlay=False, log=True) < 5.0 and map_error(overlay=False, log=True) < 0.5 * map_error(overlay=False)
 
 
 # ---------------------------------------------------------------------------- marks

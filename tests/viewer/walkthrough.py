@@ -108,7 +108,8 @@ def upload_and_check_scores(page, url: str, exp: core.Explanation) -> None:
     t0 = time.perf_counter()
     page.set_input_files(UPLOAD, str(RETINA))
     wait_text(page, "p", "Conservation:")
-    page.wait_for_function("() => document.querySelectorAll('[data-testid=stImage] img').length >= 5")
+    page.wait_for_function("() => document.querySelectorAll('.st-key-reading .stPlotlyChart image').length >= 2"
+                           " && document.querySelectorAll('[data-testid=stImage] img').length >= 4")
     settle(page)
     print(f"TIMING model={exp.weights_name} upload_to_first_maps_s={time.perf_counter() - t0:.2f}")
 
