@@ -65,9 +65,14 @@ def floor_fn(network: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
     return floor
 
 
-def session_bytes(exp: Any, grade: int) -> dict[str, float]:
+PAGE_LAYER_MAPS = 10  # single-layer maps a page's session keeps (viewer/state.py MAX_LAYER_MAPS; a test checks)
+
+
+def session_bytes(exp: Any, grade: int, limit: int | None = None) -> dict[str, float]:
     """What the page keeps for one explained photograph with one grade shown and every layer
-    visited (its total, constants, every layer's two maps in input space), in MB."""
+    visited (its total, constants, every layer's two maps in input space, at most ``limit``
+    single-layer maps of them), in MB."""
+    exp.limit_layer_maps(limit)
     exp.total(grade)
     exp.conservation([grade])
     for spec in CONV_LAYERS:
@@ -111,6 +116,7 @@ def run(weights: str, image: Path, repeats: int = 5, captum: bool = True) -> dic
     rss_explain = _peak_rss_mb()
     exp = explain(lm, fundus)
     memory = session_bytes(exp, exp.grade)
+    bounded = session_bytes(explain(lm, fundus), exp.grade, PAGE_LAYER_MAPS)
     out: dict[str, Any] = {
         "weights": lm.name,
         "image": image.name,
@@ -131,6 +137,8 @@ def run(weights: str, image: Path, repeats: int = 5, captum: bool = True) -> dic
         "peak_rss_mb": rss_explain,
         "rss_after_loading_mb": rss_loaded,
         **memory,
+        "session_page_mb": bounded["session_mb"],
+        "page_layer_maps": PAGE_LAYER_MAPS,
     }
     if captum:
         from captum.attr import LRP, IntegratedGradients
@@ -171,7 +179,8 @@ def report(r: dict[str, Any]) -> str:
         f"{r['user_s']:.2f} s ({100 * r['system_share']:.1f} %), {r['minor_faults']:,} minor page faults",
         f"  peak RSS                           {r['peak_rss_mb']:8.0f} MB  (after loading: {r['rss_after_loading_mb']:.0f} MB)",
         f"  one explained session (one grade, every layer visited): {r['session_mb']:.0f} MB = explanation "
-        f"{r['explanation_mb']:.0f} MB (hidden maps {r['hidden_maps_mb']:.0f} MB) + input-space maps {r['input_space_mb']:.0f} MB",
+        f"{r['explanation_mb']:.0f} MB (hidden maps {r['hidden_maps_mb']:.0f} MB) + input-space maps {r['input_space_mb']:.0f} MB;"
+        f" as the page keeps it (at most {r['page_layer_maps']} single-layer maps): {r['session_page_mb']:.0f} MB",
     ]
     if "captum_lrp_one_grade_s" in r:
         lines += [

@@ -42,3 +42,13 @@ def test_a_sessions_memory_counts_one_grade(retina_fundus):
     assert mem["session_mb"] == pytest.approx(mem["explanation_mb"] + mem["input_space_mb"])
     assert mem["hidden_maps_mb"] < mem["explanation_mb"]
     assert np.isfinite(list(mem.values())).all()
+
+
+def test_the_bench_counts_the_pages_own_limit(retina_fundus):
+    from viewer import state
+
+    assert bench.PAGE_LAYER_MAPS == state.MAX_LAYER_MAPS
+    exp = core.explain(core.load_weights("demo"), retina_fundus)
+    mem = bench.session_bytes(exp, exp.grade, bench.PAGE_LAYER_MAPS)
+    one = 640 * 640 * 4 / 2**20
+    assert mem["input_space_mb"] <= (3 + bench.PAGE_LAYER_MAPS) * one + 1e-9  # total, constants, bias + the kept maps
