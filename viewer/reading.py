@@ -205,13 +205,21 @@ def session_record(res: Result, choice: ExplainChoice, disp: DisplayChoice, rc: 
     }
 
 
+def verdict(contribution: float) -> str:
+    """For or against the explained grade, in words: a share of a negative score would mislead
+    (-1.5 of a score of -17.8 reads "8 %" though it counts against the grade)."""
+    if fmt(contribution) == "0.00":
+        return "none"
+    return "for the grade" if contribution > 0 else "against"
+
+
 def marks_table(marks: list[Mark], per: list[MarkStats], union: MarkStats) -> str:
-    head = ("| # | finding | contribution | pixel evidence | constants | share of score | k-σ pixels inside |\n"
+    head = ("| # | finding | contribution | pixel evidence | constants | net | k-σ pixels inside |\n"
             "|---|---|---:|---:|---:|---:|---:|")
     rows = [f"| {i} | {m.lesion} ({m.kind}) | {fmt(s.contribution)} | {fmt(s.image_evidence)} | {fmt(s.constants)} | "
-            f"{s.score_share:.1%} | {s.marked_share:.1%} |" for i, (m, s) in enumerate(zip(marks, per, strict=True), 1)]
+            f"{verdict(s.contribution)} | {s.marked_share:.1%} |" for i, (m, s) in enumerate(zip(marks, per, strict=True), 1)]
     rows.append(f"| **all** | union of your marks | **{fmt(union.contribution)}** | {fmt(union.image_evidence)} | "
-                f"{fmt(union.constants)} | {union.score_share:.1%} | {union.marked_share:.1%} |")
+                f"{fmt(union.constants)} | {verdict(union.contribution)} | {union.marked_share:.1%} |")
     return "\n".join([head, *rows])
 
 

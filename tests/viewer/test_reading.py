@@ -478,22 +478,22 @@ def test_marks_table_shows_cores_exact_contributions(page, core_result):
 
     def expected_rows(grade: int, marked: np.ndarray) -> list[list[str]]:
         total, image = exp.total()[grade], exp.input_map[grade]
-        score = float(exp.scores[grade])
         rows = []
         for label, m in zip(["1", "2", "3", "all"], [*masks, masks[0] | masks[1] | masks[2]], strict=True):
             c = float(total[m].sum(dtype=np.float64))
             p = float(image[m].sum(dtype=np.float64))
             share = int((m & marked).sum()) / int(marked.sum())
-            rows.append([label, c, p, c - p, c / score, share])
+            rows.append([label, c, p, c - p, reading.verdict(c), share])
         return rows
 
     def check(grade: int, marked: np.ndarray) -> None:
         rows = marks_rows(page)
         assert [r[1] for r in rows] == ["haemorrhage (box)", "hard exudate (lasso)", "microaneurysm (point)",
                                         "union of your marks"]
-        for shown, (label, c, p, const, share, inside) in zip(rows, expected_rows(grade, marked), strict=True):
+        for shown, (label, c, p, const, net, inside) in zip(rows, expected_rows(grade, marked), strict=True):
             assert shown[0] == label
-            assert shown[2:] == [fmt(c), fmt(p), fmt(const), f"{share:.1%}", f"{inside:.1%}"], (shown, label)
+            assert shown[2:] == [fmt(c), fmt(p), fmt(const), net, f"{inside:.1%}"], (shown, label)
+            assert net == ("for the grade" if c > 0 else "against")
 
     check(g, core.threshold_mask(exp.total()[g], fov, 2.0))
     shapes = spec(page)["layout"]["shapes"]

@@ -164,7 +164,7 @@ def no_marks(pg) -> None:
 def table_rows(pg) -> list[list[str]]:
     table = pg.locator(f"{READING} table", has=pg.locator("th", has_text="pixel evidence"))
     head = [c.strip() for c in table.locator("thead th").all_inner_texts()]
-    assert head == ["#", "finding", "contribution", "pixel evidence", "constants", "share of score",
+    assert head == ["#", "finding", "contribution", "pixel evidence", "constants", "net",
                     "k-σ pixels inside"], head
     rows = table.locator("tbody tr")
     return [[c.strip() for c in rows.nth(i).locator("td").all_inner_texts()] for i in range(rows.count())]
