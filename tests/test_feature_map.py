@@ -203,21 +203,6 @@ def test_a_few_features_and_the_rest_add_up_to_the_grades_total(request, name, r
     assert relative_difference(np.sum([m.input_map for m in maps], axis=0), p3.input_map[0]) <= 1e-5
 
 
-@pytest.mark.slow
-def test_all_64_features_add_up_to_the_grades_total_on_real_weights(demo_model, demo_explanation, retina_fundus):
-    """The literal statement, 64 feature_map calls (~30 s on 2 busy cores): sum_j total_j == total - bias map."""
-    grade = 1
-    summed = np.zeros((640, 640))
-    inputs = np.zeros((640, 640))
-    for j in range(64):
-        m = core.feature_map(demo_model, retina_fundus, grade, j)
-        summed += m.total
-        inputs += m.input_map
-    e = demo_explanation
-    assert relative_difference(summed, e.total()[grade].astype(np.float64) - e.bias_map()[grade]) <= 1e-5
-    assert relative_difference(inputs, e.input_map[grade]) <= 1e-5
-
-
 def test_a_feature_that_is_zero_has_an_all_zero_map(demo_model, demo_explanation, retina_fundus):
     dead = np.flatnonzero(demo_explanation.activations == 0)
     assert dead.size, "the demo weights have dead layer-15 features on this photograph"

@@ -17,6 +17,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import core
+from tests.viewer.app_helpers import find, texts
 from tests.viewer.page_models import BANNER
 from viewer import render
 from viewer.controls import LAYER_OPTIONS
@@ -52,14 +53,8 @@ def upload(at: AppTest, name: str, data: bytes, mime: str = "image/jpeg") -> App
     return run(at)
 
 
-def texts(at: AppTest) -> list[str]:
-    return [m.value for m in at.markdown]
 
 
-def find(at: AppTest, prefix: str) -> str:
-    hits = [t for t in texts(at) if t.startswith(prefix)]
-    assert hits, f"no markdown starting with {prefix!r}"
-    return hits[0]
 
 
 def has(at: AppTest, prefix: str) -> bool:

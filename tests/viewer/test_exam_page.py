@@ -20,12 +20,12 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
 import core
 from core.exam import MACULAR_OEDEMA, OPERATING_POINT, Review, make_exam, photograph
 from tests.dicom_files import PATIENT_ID, dataset, save
+from tests.viewer.app_helpers import catch_downloads
 from tests.viewer.conftest import APP, RETINA
 
 pytestmark = pytest.mark.parametrize("page_model", ["idrid"], indirect=True)
@@ -81,15 +81,7 @@ def explain_once(monkeypatch) -> list[str]:
 @pytest.fixture
 def downloads(monkeypatch) -> dict[str, object]:
     """The download buttons' makers (Streamlit's deferred callables), by file name."""
-    made: dict[str, object] = {}
-    real = MediaFileManager.add_deferred
-
-    def record(self, data_callable, mimetype, coordinates, file_name=None, **kw):
-        made[file_name] = data_callable
-        return real(self, data_callable, mimetype, coordinates, file_name, **kw)
-
-    monkeypatch.setattr(MediaFileManager, "add_deferred", record)
-    return made
+    return catch_downloads(monkeypatch)
 
 
 def expected(model_name: str, right: list[tuple[bytes, str]], left: list[tuple[bytes, str]], reviews=None):

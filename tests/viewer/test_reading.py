@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
 import core
@@ -33,6 +32,7 @@ from core import views
 from core.fundus.detail import detail_side
 from core.marks import Mark, measure_marks, union_mask, unmarked_regions
 from core.regions import block_sums, block_threshold
+from tests.viewer.app_helpers import catch_downloads, find, texts
 from viewer import pictures as vpic
 from viewer import reading, state
 from viewer.reading_figure import DRAGMODE, POINT_GRID, TOOLS, Pictures, reading_figure, selection_marks
@@ -219,16 +219,6 @@ def run(at: AppTest) -> AppTest:
     return at
 
 
-def texts(at: AppTest) -> list[str]:
-    return [m.value for m in at.markdown]
-
-
-def find(at: AppTest, prefix: str) -> str:
-    hits = [t for t in texts(at) if t.startswith(prefix)]
-    assert hits, f"no markdown starting with {prefix!r}"
-    return hits[0]
-
-
 def chart(at: AppTest):
     hits = [c for c in at.get("plotly_chart") if c.key == state.CHART]
     assert len(hits) == 1, [c.key for c in at.get("plotly_chart")]
@@ -317,15 +307,7 @@ def layout_images(at: AppTest) -> dict[str, dict]:
 @pytest.fixture
 def downloads(monkeypatch) -> dict:
     """The page's deferred downloads by file name, each the callable the browser's click would run."""
-    made: dict = {}
-    real = MediaFileManager.add_deferred
-
-    def add_deferred(self, data_callable, mimetype, coordinates, file_name=None, **kw):
-        made[file_name] = data_callable
-        return real(self, data_callable, mimetype, coordinates, file_name, **kw)
-
-    monkeypatch.setattr(MediaFileManager, "add_deferred", add_deferred)
-    return made
+    return catch_downloads(monkeypatch)
 
 
 @pytest.fixture
