@@ -73,8 +73,7 @@ def _model(request, name: str) -> core.LoadedModel:
 # -- propagate(start=...) -------------------------------------------------------
 
 
-@pytest.mark.parametrize("precision", ["float32", "float64"])
-@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize(("precision", "channels_last"), [("float32", True), ("float32", False), ("float64", True)])
 def test_start_none_is_the_model_rows_bit_for_bit(precision, channels_last):
     model = random_network(SMALL, 1)
     x = torch.randn(1, 3, 640, 640, dtype=torch.float64, generator=torch.Generator().manual_seed(2))

@@ -89,8 +89,8 @@ def mark_labels(marks: Sequence[Mark], axis: str) -> list[dict]:
     for i, m in enumerate(marks, start=1):
         left, top, _, _ = m.bounds()
         notes.append(dict(x=left, y=top, xref=f"x{axis}", yref=f"y{axis}", text=f"#{i}", showarrow=False,
-                          xanchor="left", yanchor="bottom", font=dict(size=12, color=LESION_COLOURS.get(m.lesion, "#fff")),
-                          bgcolor="rgba(0,0,0,0.55)"))
+                          xanchor="left", yanchor="bottom", font=dict(size=12, color="black"),
+                          bgcolor=LESION_COLOURS.get(m.lesion, "#ffffff")))  # the mark's own colour: readable on any retina
     return notes
 
 

@@ -202,6 +202,7 @@ def test_threshold_pixel_counts_equal_core(page, core_result):
             assert f"**{expected / fov:.2%}** of the field of view ({fov:,} pixels)" in "\n".join(texts(page))
 
 
+@pytest.mark.parametrize("page_model", ["idrid"], indirect=True)  # the page's wiring: one model is enough
 def test_grade_selector_and_own_grade(page, core_result):
     exp = core_result
     model_g = exp.grade
@@ -229,6 +230,7 @@ def test_grade_selector_and_own_grade(page, core_result):
     assert any("agrees" in i.value for i in page.info)
 
 
+@pytest.mark.parametrize("page_model", ["idrid"], indirect=True)  # the page's wiring: one model is enough
 def test_display_options_and_overlay(page):
     before = [img.value for img in page.image]
     page.toggle(key="overlay").set_value(True)
@@ -259,6 +261,7 @@ def test_display_options_and_overlay(page):
     assert not [b for b in page.button if b.key == "make_npz"]
 
 
+@pytest.mark.parametrize("page_model", ["idrid"], indirect=True)  # the page's wiring: one model is enough
 def test_heavy_work_once_per_image(page_model, retina_bytes, monkeypatch):
     calls = []
     real = core.explain
@@ -285,6 +288,7 @@ def test_heavy_work_once_per_image(page_model, retina_bytes, monkeypatch):
     assert at.selectbox(key="grade").value == shown
 
 
+@pytest.mark.parametrize("page_model", ["idrid"], indirect=True)  # the page's wiring: one model is enough
 def test_bad_file_shows_message_and_clears_result(page, page_model, retina_bytes):
     assert has(page, "| Grade | Score | Probability |")
     garbage = b"\x89PNG\r\n\x1a\n this is not a picture" + bytes(200)
@@ -320,6 +324,7 @@ def test_sample_picker_gives_the_same_numbers(page_model, core_result):
         assert any(t.startswith("**Reference** (drawn as): 4 · Proliferative DR") for t in texts(at))
 
 
+@pytest.mark.parametrize("page_model", ["idrid"], indirect=True)  # the page's wiring: one model is enough
 def test_a_real_sample_shows_its_reference_grade_beside_the_models(page_model):
     """The bundled IDRiD photographs: IDRiD's grade beside the model's, and how far apart they are."""
     import viewer.state
@@ -467,6 +472,7 @@ def test_synthetic_model_shows_the_banner(monkeypatch, tmp_path, retina_bytes):
     assert len(score_rows(at)) == 5 and has(at, "**Conservation:**")
 
 
+@pytest.mark.parametrize("page_model", ["idrid"], indirect=True)  # the page's wiring: one model is enough
 def test_reader_warnings_are_shown(page_model):
     """A picture without a circular field of view: the reader's warning is shown, and the
     quality gate refuses to grade it (no field of view is its first reason)."""
@@ -490,6 +496,7 @@ def _png(rgb: np.ndarray) -> bytes:
 
 
 @pytest.mark.parametrize("picture", ["orange-8x8", "black"])
+@pytest.mark.parametrize("page_model", ["idrid"], indirect=True)  # the page's wiring: one model is enough
 def test_an_ungradable_photograph_gets_no_grade_unless_asked(page_model, picture):
     """The quality gate: an 8x8 orange square or an all-black frame is refused with its reason;
     the model's output appears only on request, labelled as not a grade."""

@@ -244,9 +244,10 @@ def other_local_addresses() -> list[str]:
 
 @pytest.mark.browser
 @pytest.mark.slow
+@pytest.mark.parametrize("page_model", ["idrid"], indirect=True)  # what the server writes does not depend on the weights
 def test_no_image_bytes_are_written_anywhere(page_model, tmp_path, monkeypatch, request):
-    """With the bundled model: the whole scenario; with the published weights: the upload and its
-    maps only (a smoke test: the same server code, another weights file read)."""
+    """The whole scenario, with the bundled model (the published weights' page path is
+    test_browser's smoke test: the same server code, another weights file read)."""
     from playwright.sync_api import sync_playwright
 
     full = page_model.bundled
