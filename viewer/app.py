@@ -68,7 +68,8 @@ def explore(res: state.Result, model: core.LoadedModel) -> None:
         render.draw_comparison(res, choice.own_grade, disp, choice.layer, rc.evidence)
     values, name = reading.shown_map(res, choice.grade, choice.layer, rc)
     mask = reading.marked_pixels(res, choice.grade, choice.layer, rc, disp.k)
-    render.draw_threshold(res, choice, disp, mask, name, reading.session_record(res, choice, disp, rc), values)
+    marks = list(state.marks(res))  # as they are now: the download may be made after this run
+    render.draw_threshold(res, choice, disp, mask, name, lambda: reading.session_record(res, choice, disp, rc, marks), values)
 
 
 def main() -> None:

@@ -24,7 +24,6 @@ from .controls import PIXELS, DisplayChoice, ExplainChoice, ReadingChoice, grade
 from .reading_figure import CONFIG, Pictures, data_uri, reading_figure, selection_marks
 from .state import Result
 
-DETAIL_PREVIEW = 1280  # the photograph while the full-resolution one is not asked for
 HOVER_BLOCK = 8  # pixel view: the hover tells the exact sum over 8x8 input pixels (80x80 cells: light to redraw)
 
 
@@ -34,25 +33,32 @@ def fmt(v: float) -> str:
 
 
 # ------------------------------------------------------------------ what is shown
+def _level(res: Result, grade: int, layer: int | str, evidence: str) -> tuple[np.ndarray, str]:
+    """core's map of the level, made once per rerun-independent key (the figure, the threshold,
+    the line under the figure and the export all ask for it)."""
+    return res.picture(("level", grade, layer, evidence), lambda: views.level_map(res.exp, grade, layer, evidence))  # type: ignore[arg-type]
+
+
 def shown_map(res: Result, grade: int, layer: int | str, rc: ReadingChoice) -> tuple[np.ndarray, str]:
     """The map of the view (the pixels' or the regions'), and its name."""
-    values, name = views.level_map(res.exp, grade, layer, rc.evidence)  # type: ignore[arg-type]
+    values, name = _level(res, grade, layer, rc.evidence)
     if rc.view == PIXELS:
         return values, name
-    return pooled(values, rc.view), f"{name}, summed over {rc.view}×{rc.view} px regions"
+    pooled_values = res.picture(("pooled", grade, layer, rc.evidence, rc.view), lambda: pooled(values, rc.view))
+    return pooled_values, f"{name}, summed over {rc.view}×{rc.view} px regions"
 
 
 def marked_pixels(res: Result, grade: int, layer: int | str, rc: ReadingChoice, k: float) -> np.ndarray:
     """The k-sigma mask of the view: pixels, or whole regions when the view pools."""
-    return res.picture(("marked", grade, layer, rc.view, rc.evidence, k), lambda: _marked(res, grade, layer, rc, k))
 
+    def make() -> np.ndarray:
+        values, _ = _level(res, grade, layer, rc.evidence)
+        fov = res.exp.fundus.fov
+        mask = core.threshold_mask(values, fov, k) if rc.view == PIXELS else block_threshold(values, fov, k, rc.view)
+        mask.setflags(write=False)
+        return mask
 
-def _marked(res: Result, grade: int, layer: int | str, rc: ReadingChoice, k: float) -> np.ndarray:
-    values, _ = views.level_map(res.exp, grade, layer, rc.evidence)  # type: ignore[arg-type]
-    fov = res.exp.fundus.fov
-    mask = core.threshold_mask(values, fov, k) if rc.view == PIXELS else block_threshold(values, fov, k, rc.view)
-    mask.setflags(write=False)
-    return mask
+    return res.picture(("marked", grade, layer, rc.view, rc.evidence, k), make)
 
 
 def _retina_uri(res: Result, rc: ReadingChoice) -> str:
@@ -83,16 +89,16 @@ def pictures(res: Result, choice: ExplainChoice, disp: DisplayChoice, rc: Readin
         if rc.view == PIXELS:
             scale = draw.make_scale(values, log=disp.log, positive_only=disp.positive_only, region=exp.fundus.fov)
             hover_block, label = HOVER_BLOCK, "sum"
+            hover = block_sums(values, HOVER_BLOCK)
         else:
-            sums = block_sums(values, rc.view) / (rc.view * rc.view)  # each region's sum (pooled repeats it)
+            hover = block_sums(_level(res, g, layer, rc.evidence)[0], rc.view)  # each region's sum
             inside = block_sums(exp.fundus.fov.astype(np.float64), rc.view) >= 0.5 * rc.view * rc.view
-            scale = draw.make_scale(sums, log=disp.log, positive_only=disp.positive_only, region=inside, percentile=99.0)
+            scale = draw.make_scale(hover, log=disp.log, positive_only=disp.positive_only, region=inside, percentile=99.0)
             hover_block, label = rc.view, "region's net contribution"
         # One picture for the map panel, the faint colour retina under the map composed here:
         # a JPEG a seventh of the RGBA PNG the browser would otherwise decode on every redraw.
         retina = exp.fundus.image if disp.overlay else None
         picture = pic.map_picture(values, scale, retina, disp.opacity, fov=None if disp.overlay else exp.fundus.fov)
-        hover = block_sums(values, hover_block) / (1 if rc.view == PIXELS else rc.view * rc.view)
         bar_label = "score per pixel" if rc.view == PIXELS else f"score per {rc.view} x {rc.view} px region"
         bar = draw.colourbar(scale, 900, bar_label, font_px=26)
         return (data_uri(draw.jpeg_bytes(picture), "image/jpeg"), data_uri(pic.png_fast(bar), "image/png"),
@@ -183,11 +189,12 @@ def draw_marks(res: Result, choice: ExplainChoice, rc: ReadingChoice, k: float, 
         st.caption("The 32×32 px blocks that add most to the score, counting only their pixels outside your marks.")
 
 
-def session_record(res: Result, choice: ExplainChoice, disp: DisplayChoice, rc: ReadingChoice) -> dict:
-    """What scores.json adds to core's summary: the clinician's grade, their marks with what the
-    explained grade owes to each, and the view's settings (so the file says what was looked at)."""
+def session_record(res: Result, choice: ExplainChoice, disp: DisplayChoice, rc: ReadingChoice,
+                   marks: list[Mark]) -> dict:
+    """What scores.json adds to core's summary: the clinician's grade, their ``marks`` with what the
+    explained grade owes to each, and the view's settings (so the file says what was looked at).
+    It reads no session state, so a download may make it after the page's run."""
     exp, g = res.exp, choice.grade
-    marks = state.marks(res)
     mask = marked_pixels(res, g, choice.layer, rc, disp.k)
     per, union = measure_marks(exp, g, marks, mask) if marks else ([], None)
     return {

@@ -506,9 +506,10 @@ def draw_comparison(res: Result, own: int, disp: DisplayChoice, layer: int | str
 
 # --------------------------------------------------------------------- threshold, overlay, downloads
 def draw_threshold(res: Result, choice: ExplainChoice, disp: DisplayChoice, mask: np.ndarray, name: str,
-                   settings: Mapping[str, Any], values: np.ndarray) -> None:
+                   settings: Callable[[], Mapping[str, Any]], values: np.ndarray) -> None:
     """The reading view's k-sigma pixels (``mask`` of the map ``name``): their count, the flicker
-    view on request, and the downloads (``settings``: what the reading view showed, for scores.json).
+    view on request, and the downloads (``settings()``: what the reading view showed, for scores.json,
+    made only when it is downloaded).
 
     The marked pixels themselves are on the reading view's photograph; the GIF is made only when
     shown or downloaded, so moving k redraws no picture here."""
@@ -556,7 +557,7 @@ def export_title(exp: core.Explanation, grade: int, layer: int | str, map_name: 
 
 
 def draw_downloads(res: Result, choice: ExplainChoice, disp: DisplayChoice, gif: Callable[[], bytes], map_name: str,
-                   settings: Mapping[str, Any], values: np.ndarray) -> None:
+                   settings: Callable[[], Mapping[str, Any]], values: np.ndarray) -> None:
     exp = res.exp
     g = choice.grade
     tag = f"grade{g}-layer{choice.layer}"
@@ -566,7 +567,7 @@ def draw_downloads(res: Result, choice: ExplainChoice, disp: DisplayChoice, gif:
         return draw.png_bytes(draw.titled(map_composite(exp, values, disp), title))
 
     def scores_json() -> str:
-        return dumps(exp.summary() | dict(settings), indent=2)
+        return dumps(exp.summary() | dict(settings()), indent=2)
 
     st.download_button("scores.json (with your grade and marks)", data=scores_json, file_name="scores.json",
                        mime="application/json", on_click="ignore", key="dl_scores", icon=":material/download:",

@@ -156,10 +156,11 @@ class Result:
         """An encoded picture (or a mask), made once per key (layer, grade, display options ...).
 
         Walking back along the slider then costs nothing; at most ``MAX_PICTURES`` and
-        ``MAX_PICTURE_BYTES`` are kept per session (the oldest go first).
+        ``MAX_PICTURE_BYTES`` are kept per session (the least recently used go first).
         """
         with self.lock:
             if key in self._derived:
+                self._derived[key] = self._derived.pop(key)  # the most recently used goes last
                 return self._derived[key]
             value = make()
             pictures = [k for k in self._derived if isinstance(k, tuple)]
@@ -174,17 +175,10 @@ class Result:
         with self.lock:
             return sum(_size(v) for k, v in self._derived.items() if isinstance(k, tuple))
 
-    def has(self, name: str) -> bool:
-        return name in self._derived
-
     def conservation(self, grade: int) -> dict[str, Any]:
         """``grade``'s conservation report (takes that grade's constant maps to input space the
         first time; the other grades' maps are never made unless they are shown)."""
-        return self._once(("conservation", grade), lambda: self.exp.conservation([grade]))
-
-    @property
-    def scores_json(self) -> str:
-        return self._once("scores_json", self.exp.scores_json)
+        return self._once(f"conservation:{grade}", lambda: self.exp.conservation([grade]))
 
 
 def _size(value: Any) -> int:
