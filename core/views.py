@@ -11,6 +11,12 @@ as a share of it:
   do not depend on the photograph) are left out of the picture and of the threshold.
 
 Level 16 (the 64 feature scores) has no place in the image: its view is the input's.
+
+A ``ViewSpec`` names a lesion-scale view built from these: the mean of the level maps
+of some levels (each sums to the score, so their mean does), summed over square
+regions, optionally cut to its positive part (which no longer sums to the score).
+``LESION_VIEW`` is the one the quality study chose on the 54 IDRiD training photographs
+(``python -m core quality --views``); the viewer's regions view starts from it.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from .model import CONV_LAYERS
+from .regions import pooled
 
 if TYPE_CHECKING:
     from .explanation import Explanation
@@ -73,4 +80,59 @@ def level_map(exp: Explanation, grade: int, level: int | str, evidence: Evidence
     return acc.astype(np.float32), f"total map at layer {index} (input-dependent + constants of layers ≥ {index} + bias)"
 
 
-__all__ = ["EVIDENCE", "Evidence", "Shares", "level_map", "shares"]
+@dataclass(frozen=True)
+class ViewSpec:
+    """A lesion-scale view: the mean of the ``evidence`` maps of ``levels`` ("input" or
+    1..15), summed over ``pool`` x ``pool`` px regions (1: single pixels), and with
+    ``positive`` only the regions' positive part."""
+
+    levels: tuple[int | str, ...] = ("input",)
+    evidence: Evidence = "total"
+    pool: int = 1
+    positive: bool = False
+
+    @property
+    def exact(self) -> bool:
+        """Whether the view sums to the grade's score (total evidence, nothing cut)."""
+        return self.evidence == "total" and not self.positive
+
+    @property
+    def name(self) -> str:
+        """A short key: "L5+8-total-16px", "input-pixels-1px-pos"."""
+        lv = "input" if self.levels == ("input",) else "L" + "+".join(str(v) for v in self.levels)
+        return f"{lv}-{self.evidence}-{self.pool}px" + ("-pos" if self.positive else "")
+
+    @property
+    def label(self) -> str:
+        """What the view is, in words."""
+        lv = ("the input" if self.levels == ("input",) else
+              ("layer " if len(self.levels) == 1 else "the mean of layers ") + ", ".join(str(v) for v in self.levels))
+        ev = "total map" if self.evidence == "total" else "pixel evidence"
+        where = "pixels" if self.pool == 1 else f"{self.pool} px regions"
+        return f"{ev} at {lv}, {where}" + (", positive part" if self.positive else "")
+
+
+def view_map(exp: Explanation, grade: int, spec: ViewSpec) -> np.ndarray:
+    """(640, 640) float32 map of ``spec`` for ``grade``. Pooled, each pixel holds its region's
+    mean (the region's sum spread evenly over it), so the array still sums to the score and
+    ranks, thresholds and signs exactly as the region sums do."""
+    if not spec.levels:
+        raise ValueError("a view needs at least one level")
+    acc = np.zeros(exp.fundus.fov.shape, np.float64)
+    for level in spec.levels:
+        acc += level_map(exp, grade, level, spec.evidence)[0]
+    values = (acc / len(spec.levels)).astype(np.float32)
+    if spec.pool > 1:
+        values = pooled(values, spec.pool) / np.float32(spec.pool * spec.pool)
+    return np.maximum(values, 0) if spec.positive else values
+
+
+LESION_VIEW = ViewSpec((8,), "total", 4)  # chosen by the rule of core.study.candidates on the 54 IDRiD training photographs
+
+
+def lesion_view(exp: Explanation, grade: int) -> tuple[np.ndarray, str]:
+    """The view the quality study chose (``LESION_VIEW``) for ``grade``, and its name."""
+    return view_map(exp, grade, LESION_VIEW), f"lesion view: {LESION_VIEW.label}"
+
+
+__all__ = ["EVIDENCE", "LESION_VIEW", "Evidence", "Shares", "ViewSpec", "level_map", "lesion_view", "shares", "view_map"]

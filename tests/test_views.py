@@ -118,3 +118,38 @@ def test_pixel_share_is_by_magnitude(pixels, constants, bias, share):
     sh = views.Shares(score=pixels + constants + bias, pixels=pixels, constants=constants, bias=bias)
     assert sh.pixel_share == pytest.approx(share)
     assert 0.0 <= sh.pixel_share <= 1.0
+
+
+# -- lesion-scale views (core.views.ViewSpec) ---------------------------------------------------
+def test_every_exact_candidate_view_sums_to_the_score(paper_explanation):
+    """Means of level maps, pooled over regions: each sums to the grade's score; the
+    pixel-evidence and positive-part variants are flagged as not exact, and differ."""
+    from core.study.candidates import candidate_specs
+
+    exp = paper_explanation
+    g = int(np.argmax(exp.scores))
+    specs = candidate_specs()
+    assert len({s.name for s in specs}) == len(specs)
+    for spec in specs:
+        values = views.view_map(exp, g, spec)
+        assert values.shape == (640, 640) and values.dtype == np.float32
+        total = float(values.sum(dtype=np.float64))
+        if spec.exact:
+            assert rel(total, float(exp.scores[g])) < 1e-4, spec.name
+        elif spec.positive:
+            assert (values >= 0).all()
+        if spec.pool > 1:  # one value per region
+            blocks = values.reshape(640 // spec.pool, spec.pool, 640 // spec.pool, spec.pool)
+            assert (blocks == blocks[:, :1, :, :1]).all(), spec.name
+
+
+def test_the_lesion_view_is_the_chosen_spec_and_is_cached(paper_explanation):
+    exp = paper_explanation
+    values, name = views.lesion_view(exp, 3)
+    np.testing.assert_array_equal(values, views.view_map(exp, 3, views.LESION_VIEW))
+    assert exp.lesion_view(3) is exp.lesion_view(3)
+    np.testing.assert_array_equal(exp.lesion_view(3), values)
+    assert name == f"lesion view: {views.LESION_VIEW.label}"
+    assert views.LESION_VIEW.exact
+    with pytest.raises(ValueError):
+        views.view_map(exp, 3, views.ViewSpec(()))

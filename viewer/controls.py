@@ -17,6 +17,7 @@ import streamlit as st
 import core
 from core.marks import LESION_TYPES
 from core.regions import POOL_SIZES
+from core.views import LESION_VIEW
 
 UPLOAD_TYPES = tuple(sorted(s.lstrip(".") for s in core.IMAGE_SUFFIXES))
 MAX_UPLOAD_MB = core.MAX_BYTES // 2**20  # the reader's limit; .streamlit/config.toml says the same
@@ -206,6 +207,26 @@ TOOL_LABELS = {"zoom": ":material/zoom_in: Zoom", "pan": ":material/pan_tool: Pa
 DETAILS = ("full", "input")
 
 
+def lesion_preset() -> dict[str, object] | None:
+    """The layer, view and evidence that show ``core.views.LESION_VIEW`` (the quality study's
+    choice), or None if these controls cannot express it (a mean of layers, a positive part)."""
+    v = LESION_VIEW
+    if len(v.levels) != 1 or v.positive or v.pool not in VIEWS or v.levels[0] not in LAYER_OPTIONS:
+        return None
+    return {"layer": v.levels[0], "view": v.pool, "evidence": v.evidence}
+
+
+def is_lesion_view(layer: int | str, view: int, evidence: str) -> bool:
+    """Whether the controls show the lesion view now."""
+    return lesion_preset() == {"layer": layer, "view": view, "evidence": evidence}
+
+
+def _show_lesion_view() -> None:
+    preset = lesion_preset()
+    if preset is not None:
+        st.session_state.update(preset)
+
+
 @dataclass(frozen=True)
 class ReadingChoice:
     view: int  # PIXELS or a block side in input pixels
@@ -220,8 +241,15 @@ def reading_ui(k: float) -> tuple[DisplayChoice, ReadingChoice]:
     """The reading view's second row: view, evidence, mouse tool, the next mark's type, and the
     display options (and what each control means) in a popover. Labels are inside the options,
     so the row is one line high and the figure fits the screen under it."""
-    c_view, c_ev, c_tool, c_lesion, c_more = st.columns([2.35, 1.55, 3.3, 1.75, 0.5], gap="small",
-                                                        vertical_alignment="center")
+    preset = lesion_preset()
+    c_view, c_lens, c_ev, c_tool, c_lesion, c_more = st.columns([2.35, 1.0, 1.55, 3.3, 1.75, 0.5], gap="small",
+                                                                vertical_alignment="center")
+    with c_lens:
+        st.button("Lesion view", key="lesion_view", on_click=_show_lesion_view, disabled=preset is None,
+                  width="stretch",
+                  help=f"Sets layer, view and evidence to the view the quality study chose for lying on lesions: "
+                  f"{LESION_VIEW.label}. It still adds up to the score. How well it does on 54 IDRiD photographs "
+                  "with hand-drawn lesion masks, and where it falls short: README, 'Do the maps point at lesions?'.")
     with c_view:
         view = st.segmented_control(
             "View", options=list(VIEWS), format_func=lambda v: "Pixels" if v == PIXELS else f"{v} px",

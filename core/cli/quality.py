@@ -18,9 +18,11 @@ from ..errors import OptionError
 from ..model import CONV_LAYERS
 from ..study import Settings, methods, read_document, run_study, sample_of, select_tasks, with_timings, write_report
 from ..study import sanity as sanity_checks
+from ..study.candidates import candidate_methods, candidate_specs
 from ..weights import is_available, load_weights
 
-DEFAULT_OUT = Path("quality")  # relative: resolved against the working directory when the command runs
+DEFAULT_OUT = Path("quality")
+QUICK = {"n": 6, "idrid_n": 2, "faith_n": 2, "ig_n": 1, "ig_steps": 4, "bootstrap": 200, "fractions": (0.05, 0.2, 0.5)}  # relative: resolved against the working directory when the command runs
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,10 +35,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--real", nargs="+", metavar="PATH", help="real photographs without masks: faithfulness only")
     q.add_argument("--augment", action="store_true", help="with --real: add the 7 flips/rotations of each photograph (labelled)")
     d = Settings()
-    q.add_argument("--n", type=int, default=d.n, help=f"synthetic test images (default {d.n})")
+    q.add_argument("--n", type=int, default=None, help=f"synthetic test images (default {d.n}); with --idrid, the first N "
+                                                       "photographs (default: all)")
     q.add_argument("--seed", type=int, default=d.seed, help=f"seed of the synthetic test set, bootstrap and random maps (default {d.seed:_})")
     q.add_argument("--faith-n", type=int, default=d.faith_n, help=f"deletion/insertion on the first N images (default {d.faith_n})")
-    q.add_argument("--ig-n", type=int, default=d.ig_n, help=f"Integrated Gradients on the first N images (default {d.ig_n})")
+    q.add_argument("--ig-n", type=int, default=d.ig_n, help=f"Integrated Gradients and Captum's LRP on the first N images (default {d.ig_n})")
     q.add_argument("--ig-steps", type=int, default=d.ig_steps, help=f"Integrated Gradients steps (default {d.ig_steps})")
     q.add_argument("--fractions", default=",".join(f"{100 * f:g}" for f in d.fractions),
                    help="deletion/insertion steps, percent of FOV pixels, besides 0 and 100 (default %(default)s)")
@@ -47,6 +50,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--bootstrap", type=int, default=d.bootstrap, help="bootstrap resamples (default %(default)s)")
     q.add_argument("--layers", default=",".join(map(str, d.layers)), help="paper's hidden layers to compare (default %(default)s)")
     q.add_argument("--methods", help="comma-separated subset of methods (default: all)")
+    q.add_argument("--views", action="store_true",
+                   help=f"also measure the {len(candidate_specs())} candidate lesion-scale views (localisation only) and apply "
+                        "the rule that chose core.views.LESION_VIEW")
+    q.add_argument("--quick", action="store_true",
+                   help=f"a quick check instead of a study: {QUICK['n']} images ({QUICK['idrid_n']} with --idrid), "
+                        f"deletion/insertion on {QUICK['faith_n']} at {len(QUICK['fractions'])} steps, Integrated Gradients "
+                        f"on {QUICK['ig_n']} ({QUICK['ig_steps']} steps), {QUICK['bootstrap']} bootstrap resamples; "
+                        "about a minute on 2 cores (CI runs it)")
     q.add_argument("--batch", type=int, default=d.batch, help="images per forward pass (default %(default)s)")
     q.add_argument("--workers", type=int, default=1, help="evaluate images in this many processes (default 1)")
     q.add_argument("--device", default=d.device, help="torch device of the peer methods and of deletion/insertion (default cpu)")
@@ -119,20 +130,37 @@ def cmd_quality(args: argparse.Namespace) -> int:
     name = args.weights or ("demo" if is_available("demo") else "paper")
     lm = load_weights(name)  # fails early, with one line, on bad weights
     fractions = _fractions(args.fractions)
-    if min(args.n, args.faith_n, args.ig_n) < 0 or min(args.ig_steps, args.batch, args.bootstrap, args.workers) < 1:
+    if args.quick:
+        args.n = QUICK["idrid_n"] if args.idrid else QUICK["n"]
+        args.faith_n, args.ig_n, args.ig_steps, args.bootstrap = (QUICK[k] for k in ("faith_n", "ig_n", "ig_steps", "bootstrap"))
+        fractions = QUICK["fractions"]
+    n = Settings.n if args.n is None else args.n
+    if min(n, args.faith_n, args.ig_n) < 0 or min(args.ig_steps, args.batch, args.bootstrap, args.workers) < 1:
         raise OptionError("--n, --faith-n and --ig-n must be >= 0; --ig-steps, --batch, --bootstrap and --workers >= 1")
     layers = _layers(args.layers)
     chosen = methods(layers, [m.strip() for m in args.methods.split(",")] if args.methods else None)
-    tasks, kind, check = select_tasks(lm, real=args.real, augment=args.augment, idrid=args.idrid, n=args.n, seed=args.seed)
+    chosen += candidate_methods() if args.views else []
+    tasks, kind, check = select_tasks(lm, real=args.real, augment=args.augment, idrid=args.idrid, n=n, seed=args.seed,
+                                      limit=args.n)
     settings = Settings(seed=args.seed, faith_n=args.faith_n, ig_n=args.ig_n, ig_steps=args.ig_steps, fractions=fractions,
                         blur_sigma=args.blur_sigma, min_gap=args.min_gap, k=args.k, tolerance=args.tolerance,
                         bootstrap=args.bootstrap, layers=layers, batch=args.batch, device=args.device).fitted(len(tasks), kind)
     doc = run_study(lm, name, tasks, kind, settings, chosen, workers=args.workers, quiet=args.quiet, held_out_note=check)
     written = write_report(doc, out, json_path)
     print(written["markdown_text"])
+    print(timing_line(doc), file=sys.stderr)
     for p in written["files"]:
         print(f"wrote {p}", file=sys.stderr)
     return 0
+
+
+def timing_line(doc: dict) -> str:
+    """Where the run's time went: wall time, per image, and the phases summed over images
+    (in worker processes they overlap, so they can add up to more than the wall time)."""
+    s, n = doc["settings"], max(doc["n_images"], 1)
+    phases = ", ".join(f"{k} {v:.1f} s" for k, v in (doc.get("phases_s") or {}).items())
+    return (f"quality: {doc['n_images']} images in {s['wall_s']:.1f} s ({s['wall_s'] / n:.2f} s an image) with "
+            f"{s['workers']} worker(s) x {s['threads_per_worker']} torch thread(s); summed over images: {phases}")
 
 
 def cmd_sanity(args: argparse.Namespace) -> int:
@@ -163,4 +191,4 @@ def cmd_sanity(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["DEFAULT_OUT", "add_parser", "add_sanity_parser", "cmd_quality", "cmd_sanity", "output_folder"]
+__all__ = ["DEFAULT_OUT", "QUICK", "add_parser", "add_sanity_parser", "cmd_quality", "cmd_sanity", "output_folder", "timing_line"]

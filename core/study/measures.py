@@ -19,7 +19,10 @@ from ..explanation import threshold_mask
 from .peers import Context, Maps
 from .sources import Sample
 
-HIGHER_IS_BETTER = {"auc": True, "auc_abs": True, "pointing": True, "precision": True, "recall": True, "deletion": False, "insertion": True}
+HIGHER_IS_BETTER = {
+    "auc": True, "auc_abs": True, "pointing": True, "precision": True, "recall": True, "deletion": False, "insertion": True,
+    "deletion_drop": True, "insertion_gain": True,
+}
 Key = tuple[str, str, str]  # (method, role, metric) or (method, role, curve kind)
 
 
@@ -28,7 +31,9 @@ def pixel_auc(values: np.ndarray, positives: np.ndarray, region: np.ndarray) -> 
     """AUC-ROC of ``values`` for ``positives`` within ``region``; ties count one half.
 
     Mann-Whitney form with average ranks, so a constant map gives exactly 0.5. NaN when
-    the region holds no positive or no negative pixel.
+    the region holds no positive or no negative pixel. A positive's average rank is read
+    off the sorted values by binary search (a plain sort is many times faster than the
+    stable argsort this once used; the result is the same).
     """
     v = values[region]
     p = positives[region]
@@ -36,13 +41,11 @@ def pixel_auc(values: np.ndarray, positives: np.ndarray, region: np.ndarray) -> 
     n_neg = p.size - n_pos
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    order = np.argsort(v, kind="stable")
-    sv = v[order]
-    starts = np.flatnonzero(np.r_[True, sv[1:] != sv[:-1]])
-    ends = np.r_[starts[1:], sv.size]
-    avg_rank = (starts + ends + 1) / 2.0  # 1-based mean rank of each tie group
-    ranks = np.repeat(avg_rank, ends - starts)
-    rank_sum = float(ranks[p[order]].sum())
+    sv = np.sort(v)
+    vp = v[p]
+    below = np.searchsorted(sv, vp, side="left")  # values smaller than each positive
+    upto = np.searchsorted(sv, vp, side="right")  # ... smaller or equal
+    rank_sum = float((below + upto + 1).sum()) / 2.0  # 1-based mean rank of each positive's tie group
     return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
 
 
@@ -145,7 +148,8 @@ def curve_area(y: np.ndarray) -> float:
 @dataclass
 class Faithfulness:
     """Deletion/insertion of one image: (method, role, kind) -> area and curve, and the
-    roles left out because blurring the whole FOV barely moved their grade's score."""
+    roles left out of the normalised areas because blurring the whole FOV did not lower
+    their grade's score by ``min_gap`` (their score-change areas and raw curves stay)."""
 
     areas: dict[Key, float] = field(default_factory=dict)
     curves: dict[Key, np.ndarray] = field(default_factory=dict)
@@ -156,33 +160,46 @@ def faithfulness(ctx: Context, maps: dict[str, Maps], roles: dict[str, int], *, 
                  blur_sigma: float, min_gap: float, batch: int) -> Faithfulness:
     """Deletion and insertion curves of every method's map, once per distinct grade.
 
-    Curves are normalised per image and grade: 1 at the original score, 0 at the score of
-    the fully blurred image; a grade whose gap is below ``min_gap`` is left out (the
-    normalisation would divide by almost nothing).
+    Two readings of the same scores (logits of the grade after each step):
+
+    - ``deletion_drop`` / ``insertion_gain``: the mean score change over the steps
+      (trapezoid), in logits, from the original score (deletion: original minus the
+      curve) or from the fully blurred image's score (insertion: curve minus it).
+      Higher is better for both, nothing is divided, so it stays readable when
+      blurring the whole field of view raises the score (common on real photographs).
+      Curves ``deletion_raw`` / ``insertion_raw`` hold those changes per step.
+    - ``deletion`` / ``insertion``: the curve normalised to 1 at the original score and
+      0 at the fully blurred one; only for grades whose score that blur lowers by at
+      least ``min_gap`` (otherwise the division flips or explodes the curve).
     """
     out = Faithfulness()
     fundus = ctx.fundus
     rng = np.random.default_rng([seed, 1, ctx.index])  # ties: same order whatever the workers
     base = ctx.peers.lm.normalisation.to_tensor(blurred(fundus.image, fundus.fov, blur_sigma))[0]
-    s0 = ctx.shared("scores", lambda: ctx.peers.scores(ctx.x))[0].numpy()
-    sb = ctx.peers.scores(base[None])[0].numpy()
+    s0 = ctx.shared("scores", lambda: ctx.peers.scores(ctx.x))[0].numpy().astype(np.float64)
+    sb = ctx.peers.scores(base[None])[0].numpy().astype(np.float64)
     n_fov = int(fundus.fov.sum())
     counts = [max(1, round(f * n_fov)) for f in fractions]
     names = list(maps)
     for g in sorted(set(roles.values())):
         gap = float(s0[g] - sb[g])
         their = [r for r, rg in roles.items() if rg == g]
-        if gap < min_gap:
+        normalised = gap >= min_gap
+        if not normalised:
             out.excluded += their
-            continue
         ranks = [descending_ranks(maps[m][g], fundus.fov, rng) for m in names]
-        sc = perturbation_scores(ctx.peers.scores, ctx.x[0], base, ranks, counts, batch)[..., g]
+        sc = perturbation_scores(ctx.peers.scores, ctx.x[0], base, ranks, counts, batch)[..., g].astype(np.float64)
         for i, m in enumerate(names):
-            for kind, name, first, last in ((0, "deletion", 1.0, 0.0), (1, "insertion", 0.0, 1.0)):
-                y = np.r_[first, (sc[i, kind] - sb[g]) / gap, last]
-                for role in their:
-                    out.areas[(m, role, name)] = curve_area(y)
-                    out.curves[(m, role, name)] = y
+            deletion = np.r_[s0[g], sc[i, 0], sb[g]]  # from the photograph to the blurred image
+            insertion = np.r_[sb[g], sc[i, 1], s0[g]]  # and back
+            found = {"deletion_drop": s0[g] - curve_area(deletion), "insertion_gain": curve_area(insertion) - sb[g]}
+            curves = {"deletion_raw": deletion - s0[g], "insertion_raw": insertion - sb[g]}
+            if normalised:
+                for name, y in (("deletion", (deletion - sb[g]) / gap), ("insertion", (insertion - sb[g]) / gap)):
+                    found[name], curves[name] = curve_area(y), y
+            for role in their:
+                out.areas.update({(m, role, k): v for k, v in found.items()})
+                out.curves.update({(m, role, k): v for k, v in curves.items()})
     return out
 
 

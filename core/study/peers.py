@@ -43,6 +43,7 @@ from ..explanation import Explanation, explain
 from ..fundus import Fundus
 from ..model import folded_copy, layer, plain_copy
 from ..transport import to_input_space
+from ..views import LESION_VIEW, ViewSpec, view_map
 from ..weights import LoadedModel
 
 Maps = dict[int, np.ndarray]  # grade -> (H, W) float32
@@ -134,24 +135,27 @@ class Method:
     name: str
     label: str
     fn: Callable[[Context], Maps]
-    family: str  # "paper" or "peer" or "baseline"
-    subset: bool = False  # run only on the documented subset (Integrated Gradients)
+    family: str  # "paper" or "peer" or "baseline" or "view" (a candidate lesion-scale view)
+    subset: bool = False  # run only on the documented subset (Integrated Gradients; LRP, which equals gradient x input)
+    signed: bool = True  # False: a magnitude map, for which "net positive on a lesion" is trivially true
+    faith: bool = True  # deletion/insertion too (candidate views: localisation only, they are many)
 
 
 # -- the paper's method ---------------------------------------------------------------
-def _explanation(ctx: Context) -> Explanation:
+def explanation_of(ctx: Context) -> Explanation:
+    """The paper's explanation of the image, made once per image for all its maps."""
     return ctx.shared("explain", lambda: explain(ctx.peers.lm, ctx.fundus))
 
 
 def paper_total(ctx: Context) -> Maps:
     """The paper's total map (all layers' scores in input space; sums to the score)."""
-    exp = _explanation(ctx)
+    exp = explanation_of(ctx)
     return {g: np.asarray(exp.total(g), np.float32) for g in ctx.grades}
 
 
 def paper_input(ctx: Context) -> Maps:
     """The paper's input map alone (the input layer's share of the score)."""
-    inp = _explanation(ctx).input_map
+    inp = explanation_of(ctx).input_map
     return {g: np.asarray(inp[g], np.float32) for g in ctx.grades}
 
 
@@ -159,10 +163,20 @@ def paper_layer(index: int) -> Callable[[Context], Maps]:
     """Layer ``index``'s whole unit scores (input-dependent + constant) in input space."""
 
     def fn(ctx: Context) -> Maps:
-        maps = _explanation(ctx).layer(index)
+        maps = explanation_of(ctx).layer(index)
         g = list(ctx.grades)
         both = to_input_space(maps.input_dependent[g] + maps.constant[g], layer(index))
         return {grade: both[i].astype(np.float32) for i, grade in enumerate(g)}
+
+    return fn
+
+
+def view_fn(spec: ViewSpec) -> Callable[[Context], Maps]:
+    """The maps of an exact lesion-scale view (``core.views.ViewSpec``)."""
+
+    def fn(ctx: Context) -> Maps:
+        exp = explanation_of(ctx)
+        return {g: view_map(exp, g, spec) for g in ctx.grades}
 
     return fn
 
@@ -250,13 +264,14 @@ def methods(layers: Sequence[int] = DEFAULT_LAYERS, include: Sequence[str] | Non
     An unknown name in ``include`` raises ``StudyError`` (a ``ValueError``, as before)."""
     out = [
         Method("paper_total", "Paper: total map", paper_total, "paper"),
+        Method("lesion_view", f"Lesion view ({LESION_VIEW.label})", view_fn(LESION_VIEW), "paper"),
         Method("paper_input", "Paper: input map", paper_input, "paper"),
         *[Method(f"paper_layer{i}", f"Paper: layer {i}", paper_layer(i), "paper") for i in layers],
-        Method("gradient", "Gradient magnitude", gradient, "peer"),
+        Method("gradient", "Gradient magnitude", gradient, "peer", signed=False),
         Method("gradient_x_input", "Gradient x input", gradient_x_input, "peer"),
         Method("integrated_gradients", "Integrated Gradients", integrated_gradients, "peer", subset=True),
-        Method("lrp_epsilon", "LRP-epsilon (Captum)", lrp_epsilon, "peer"),
-        Method("gradcam", "Grad-CAM (layer 14)", gradcam, "peer"),
+        Method("lrp_epsilon", "LRP-epsilon (Captum)", lrp_epsilon, "peer", subset=True),
+        Method("gradcam", "Grad-CAM (layer 14)", gradcam, "peer", signed=False),
         Method("random", "Random (Gaussian)", random_map, "baseline"),
     ]
     if include is None:
@@ -268,6 +283,6 @@ def methods(layers: Sequence[int] = DEFAULT_LAYERS, include: Sequence[str] | Non
 
 
 __all__ = [
-    "DEFAULT_LAYERS", "Context", "Maps", "Method", "Peers", "StudyError", "gradcam", "gradient", "gradient_x_input",
-    "integrated_gradients", "lrp_epsilon", "methods", "paper_input", "paper_layer", "paper_total", "random_map",
+    "DEFAULT_LAYERS", "Context", "Maps", "Method", "Peers", "StudyError", "explanation_of", "gradcam", "gradient", "gradient_x_input",
+    "integrated_gradients", "lrp_epsilon", "methods", "paper_input", "paper_layer", "paper_total", "random_map", "view_fn",
 ]

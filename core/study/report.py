@@ -22,9 +22,11 @@ from ..pictures import font
 from ..serialise import dumps
 from .measures import HIGHER_IS_BETTER
 from .peers import StudyError
+from .report_lesions import compared, faithfulness_table, lesion_tables, views_table
 from .runner import ROLES
 
-HEADLINE = ("auc", "auc_abs", "pointing", "precision", "recall", "mask_share", "deletion", "insertion")
+HEADLINE = ("auc", "auc_abs", "pointing", "precision", "recall", "mask_share")
+FAITH = ("deletion_drop", "insertion_gain", "deletion", "insertion")
 ARROW = {True: " ↑", False: " ↓"}
 COLOURS = {
     "paper_total": (200, 30, 30), "paper_input": (240, 120, 20), "paper_layer5": (170, 110, 60),
@@ -39,7 +41,7 @@ def _title(metric: str, s: dict[str, Any]) -> str:
     titles = {
         "auc": "pixel AUC", "auc_abs": "pixel AUC of magnitude", "pointing": f"pointing ≤{s['tolerance']:g} px", "precision": f"precision k={s['k']:g}",
         "recall": f"recall k={s['k']:g}", "mask_share": "mask share of FOV", "deletion": "deletion area",
-        "insertion": "insertion area",
+        "insertion": "insertion area", "deletion_drop": "deletion drop (logits)", "insertion_gain": "insertion gain (logits)",
     }
     t = titles.get(metric, metric.replace("hit_", "").replace("_", " "))
     return t + ARROW.get(HIGHER_IS_BETTER[metric], "") if metric in HIGHER_IS_BETTER else t
@@ -104,16 +106,18 @@ def markdown(doc: dict[str, Any]) -> str:
         lines.append(
             f"Mask metrics use the {doc['n_with_lesions']} images with lesions (grade-0 images have no positive pixels and are "
             f"left out); deletion/insertion use the first {s['faith_n']} images; Integrated Gradients ({s['ig_steps']} steps) "
-            f"ran on the first {s['ig_n']} images only, so its row comes from those. The true grade equalled the predicted one "
-            f"on {doc['n_true_equals_predicted']} of {doc['n_images']} images."
+            f"and Captum's LRP ran on the first {s['ig_n']} images only, so their rows come from those. "
+            + (f"The true grade equalled the predicted one on {doc['n_true_equals_predicted']} of {doc['n_images']} images."
+               if "true" in _roles(doc) else "No true grades (no grading file): only the predicted grade's map is measured.")
         )
     lines += ["Each cell: value (95% bootstrap interval over images). ↑ higher is better, ↓ lower is better.", ""]
-    metrics = ["deletion", "insertion"] if real else list(HEADLINE)
+    metrics = list(FAITH) if real else list(HEADLINE)
     for role in _roles(doc):
         lines += [f"### Map of the {role} grade", ""]
         cols = [_title(m, s) for m in metrics] + (["s / image"] if role == "predicted" else [])
         lines += ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-        for m, cells in doc["methods"].items():
+        for m in compared(doc):
+            cells = doc["methods"][m]
             row = [_cell(cells.get(f"{x}_{role}")) for x in metrics]
             if role == "predicted":
                 t = doc["timings_s"].get(m)
@@ -121,27 +125,21 @@ def markdown(doc: dict[str, Any]) -> str:
             lines.append(f"| {labels[m]} | " + " | ".join(row) + " |")
         lines.append("")
     if not real:
-        types = sorted({k[4:].rsplit("_", 1)[0] for cells in doc["methods"].values() for k in cells if k.startswith("hit_")})
-        role = "true" if "true" in _roles(doc) else "predicted"
-        if types:
-            ref = doc["methods"].get("paper_total") or next(iter(doc["methods"].values()))
-            heads = [f"{t.replace('_', ' ')} (n={(ref.get(f'hit_{t}_{role}') or {}).get('n', 0)} images)" for t in types]
-            lines += [f"### Share of lesion instances touched by the k = {s['k']:g} mask, by type (map of the {role} grade)", "",
-                      "Pooled over images (n: images with that type). A mask of scattered pixels touches large lesions by "
-                      "chance: read each column against the random map's row.", "",
-                      "| method | " + " | ".join(heads) + " |", "|---" * (len(types) + 1) + "|"]
-            for m, cells in doc["methods"].items():
-                lines.append(f"| {labels[m]} | " + " | ".join(_cell(cells.get(f"hit_{t}_{role}")) for t in types) + " |")
-            lines.append("")
-    lines += comparison_table(doc, metrics)
+        lines += faithfulness_table(doc)
+        for role in _roles(doc):
+            lines += lesion_tables(doc, role)
+    lines += views_table(doc)
+    lines += comparison_table(doc, metrics if real else [*metrics, *FAITH])
     lines += [
         f"![deletion curves](deletion_{tag}.png)", "", f"![insertion curves](insertion_{tag}.png)", "",
+        f"![deletion, score change](deletion_raw_{tag}.png)", "", f"![insertion, score change](insertion_raw_{tag}.png)", "",
         "### How it was measured", "",
     ]
-    keys = ("mask_metrics", "auc", "pointing", "k_sigma_mask", "hit_share")[5 if real else 0:] + ("removal_baseline", "faithfulness_normalisation",
+    keys = ("mask_metrics", "auc", "pointing", "k_sigma_mask", "hit_share", "clumped_chance", "detection",
+            "positive_share")[8 if real else 0:] + ("removal_baseline", "score_change", "faithfulness_normalisation",
             "curve_area", "bootstrap", "paper_layers", "gradient", "signed_sum_over_rgb", "integrated_gradients", "lrp",
             "gradcam", "random", "timing")
-    lines += [f"- {k.replace('_', ' ')}: {s[k]}" for k in keys]
+    lines += [f"- {k.replace('_', ' ')}: {s[k]}" for k in keys if k in s]
     lines.append(f"- steps (% of FOV pixels): 0, {', '.join(f'{100 * f:g}' for f in s['fractions'])}, 100")
     excluded = doc.get("faithfulness_excluded") or {}
     if excluded:
@@ -174,7 +172,7 @@ def comparison_table(doc: dict[str, Any], metrics: Sequence[str]) -> list[str]:
             key = f"{metric}_{role}"
             groups: dict[str, list[str]] = {"paper loses": [], "tie": [], "paper wins": []}
             for m, cells in comp.items():
-                c = cells.get(key)
+                c = cells.get(key) if m in labels else None
                 if c:
                     groups[c["verdict"]].append(f"{labels[m]} ({c['difference']:+.3g})")
             if not any(groups.values()):
@@ -188,11 +186,14 @@ def summary_paragraph(doc: dict[str, Any]) -> str:
     """Plain words for the README: where the paper's method stands, where it loses."""
     s, labels, comp = doc["settings"], doc["labels"], doc.get("comparisons_with_paper_total") or {}
     real = doc["data"]["kind"] == "real"
+    idrid = doc["data"]["kind"] == "idrid"
     role = "predicted"
     ref = doc["methods"].get("paper_total", {})
-    metrics = ["deletion", "insertion"] if real else ["auc", "auc_abs", "pointing", "precision", "recall", "deletion", "insertion"]
+    metrics = (["deletion_drop", "insertion_gain"] if real else
+               ["auc", "auc_abs", "pointing", "precision", "recall", "deletion_drop", "insertion_gain"])
     names = {"auc": "pixel AUC (signed map)", "auc_abs": "pixel AUC of the map's magnitude", "pointing": f"the pointing game (≤{s['tolerance']:g} px)", "precision": f"precision of the k={s['k']:g} mask",
-             "recall": f"recall of the k={s['k']:g} mask", "deletion": "deletion area (lower is better)", "insertion": "insertion area"}
+             "recall": f"recall of the k={s['k']:g} mask", "deletion": "deletion area (lower is better)", "insertion": "insertion area",
+             "deletion_drop": "deletion drop (logits)", "insertion_gain": "insertion gain (logits)"}
     if real:
         distinct = sorted({n.rsplit(" (", 1)[0] for n in doc["data"]["images"] or []})
         head = (f"**Faithfulness on real photographs** (`{reproduce(doc['command'])}`; model `{doc['model']['name']}`): "
@@ -200,10 +201,12 @@ def summary_paragraph(doc: dict[str, Any]) -> str:
                 + (f", measured as {doc['n_images']} images with its flips and rotations (not independent samples)" if doc["n_images"] > len(distinct) else "")
                 + ", map of the predicted grade, blurred removal baseline. ")
     else:
+        what = (f"{doc['n_images']} IDRiD photographs with hand-drawn lesion masks" if idrid else
+                f"{doc['n_images']} held-out synthetic images, {doc['n_with_lesions']} with lesions")
         head = (f"**Do the highlighted pixels sit on the lesions?** (`{reproduce(doc['command'])}`; model `{doc['model']['name']}`"
                 + (", trained on synthetic images only" if doc["model"]["synthetic"] else "")
-                + f"): {doc['n_images']} held-out synthetic images, {doc['n_with_lesions']} with lesions; "
-                f"deletion/insertion on the first {s['faith_n']}, Integrated Gradients on the first {s['ig_n']} "
+                + f"): {what}; "
+                f"deletion/insertion on the first {s['faith_n']}, Integrated Gradients and LRP on the first {s['ig_n']} "
                 f"({s['ig_steps']} steps). Map of the predicted grade; 95% bootstrap intervals in brackets. ")
     parts = [head]
     figures = ", ".join(f"{names[m]} {_cell(ref.get(f'{m}_{role}'))}" for m in metrics if ref.get(f"{m}_{role}"))
@@ -212,7 +215,8 @@ def summary_paragraph(doc: dict[str, Any]) -> str:
     for m in metrics:
         key = f"{m}_{role}"
         verdicts = {x: c[key]["verdict"] for x, c in comp.items() if key in c}
-        cells = {x: c.get(key) for x, c in doc["methods"].items() if c.get(key) and c[key].get("value") is not None}
+        cells = {x: doc["methods"][x].get(key) for x in compared(doc)
+                 if doc["methods"][x].get(key) and doc["methods"][x][key].get("value") is not None}
         best = max(cells, key=lambda x: cells[x]["value"] * (1 if HIGHER_IS_BETTER[m] else -1), default=None)
         losses = [labels[x] for x, v in verdicts.items() if v == "paper loses"]
         if losses:
@@ -225,7 +229,7 @@ def summary_paragraph(doc: dict[str, Any]) -> str:
             parts.append(f"On {names[m]} no method is clearly better" + (f"; it is clearly better than {', '.join(wins)}" if wins else "") + ". ")
         if verdicts.get("random") in ("tie", "paper loses"):
             parts.append(f"**It does not beat the random map on {names[m]}.** ")
-            if m in ("deletion", "insertion"):
+            if m in ("deletion", "insertion", "deletion_drop", "insertion_gain"):
                 parts.append("(Scattered random pixels alone move this network's score that much: pixel-wise "
                              f"{m} rewards scattered maps as well as faithful ones.) ")
     corr = doc.get("correlations") or {}
@@ -236,7 +240,7 @@ def summary_paragraph(doc: dict[str, Any]) -> str:
                      + " and ".join(f"{labels.get(k.split('~')[1], k)} (correlation {v:.5f})" for k, v in corr.items()) + ". ")
     t = doc["timings_s"]
     if t and not real:
-        parts.append("Seconds per image: " + ", ".join(f"{labels[m]} {v['mean_s']:.2f}" for m, v in t.items()) + ".")
+        parts.append("Seconds per image: " + ", ".join(f"{labels[m]} {t[m]['mean_s']:.2f}" for m in compared(doc) if m in t) + ".")
     return "".join(parts).strip()
 
 
@@ -259,6 +263,8 @@ def plot_curves(doc: dict[str, Any], kind: str) -> Image.Image:
     panels = [(r, c) for r, c in panels if c]
     if not panels:
         panels = [("predicted", {})]
+    raw = kind.endswith("_raw")
+    base_kind = kind.removesuffix("_raw")
     ys = [v for _, c in panels for cur in c.values() for v in cur["mean"]] + [0.0, 1.0]
     step = next(t for t in (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, float("inf")) if (max(ys) - min(ys)) / t <= 10)
     step = step if np.isfinite(step) else max(ys) - min(ys)
@@ -268,10 +274,12 @@ def plot_curves(doc: dict[str, Any], kind: str) -> Image.Image:
     img = Image.new("RGB", (width, top + ph + 80), "white")
     d = ImageDraw.Draw(img)
     f_title, f_axis, f_tick = font(18), font(15), font(13)
-    what = "replaced by" if kind == "deletion" else "revealed on"
-    d.text((left, 12), f"{kind.capitalize()}: top-scoring FOV pixels {what} the blurred image; model {doc['model']['name']}, "
+    what = "replaced by" if base_kind == "deletion" else "revealed on"
+    d.text((left, 12), f"{base_kind.capitalize()}: top-scoring FOV pixels {what} the blurred image; model {doc['model']['name']}, "
            f"{doc['data']['kind']} images", fill="black", font=f_title)
     colours: dict[str, tuple[int, int, int]] = {}
+    shown = set(compared(doc))
+    panels = [(r, {m: c for m, c in curves.items() if m in shown}) for r, curves in panels]
     for pi, (role, curves) in enumerate(panels):
         x0 = left + pi * (pw + gap)
         n = next(iter(curves.values()))["n"] if curves else 0
@@ -282,17 +290,20 @@ def plot_curves(doc: dict[str, Any], kind: str) -> Image.Image:
 
         for tick in np.arange(lo, hi + step / 2, step):
             _, yy = px(0, tick)
-            d.line([(x0, yy), (x0 + pw, yy)], fill=(170, 170, 170) if abs(tick) < 1e-9 or abs(tick - 1) < 1e-9 else (225, 225, 225))
+            strong = abs(tick) < 1e-9 or (not raw and abs(tick - 1) < 1e-9)
+            d.line([(x0, yy), (x0 + pw, yy)], fill=(170, 170, 170) if strong else (225, 225, 225))
             d.text((x0 - 8, yy), f"{tick:g}", fill="black", font=f_tick, anchor="rm")
         for i, label in enumerate(xs):
             xx, _ = px(i, lo)
             d.line([(xx, top + ph), (xx, top + ph + 5)], fill="black")
             d.text((xx, top + ph + 8), f"{label}%", fill="black", font=f_tick, anchor="mt")
         d.rectangle([x0, top, x0 + pw, top + ph], outline="black")
-        d.text((x0 + pw / 2, top + ph + 30), f"share of FOV pixels {'removed' if kind == 'deletion' else 'revealed'} (top-scoring first)",
+        d.text((x0 + pw / 2, top + ph + 30), f"share of FOV pixels {'removed' if base_kind == 'deletion' else 'revealed'} (top-scoring first)",
                fill="black", font=f_axis, anchor="mt")
         ylab = Image.new("RGB", (ph, 22), "white")
-        ImageDraw.Draw(ylab).text((ph / 2, 11), "normalised score of the grade", fill="black", font=f_axis, anchor="mm")
+        ylabel = ("score change, logits (from the " + ("photograph's" if base_kind == "deletion" else "blurred image's") + " score)"
+                  if raw else "normalised score of the grade")
+        ImageDraw.Draw(ylab).text((ph / 2, 11), ylabel, fill="black", font=f_axis, anchor="mm")
         img.paste(ylab.rotate(90, expand=True), (x0 - 75, top))
         for j, (m, cur) in enumerate(curves.items()):
             c = colours.setdefault(m, COLOURS.get(m, EXTRA_COLOURS[j % len(EXTRA_COLOURS)]))
@@ -321,7 +332,7 @@ def write_report(doc: dict[str, Any], out: Path, json_path: Path | None = None) 
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(blob + "\n")
         files.append(json_path)
-    for kind in ("deletion", "insertion"):
+    for kind in ("deletion", "insertion", "deletion_raw", "insertion_raw"):
         files.append(out / f"{kind}_{tag}.png")
         plot_curves(doc, kind).save(files[-1], optimize=True)
     update_summary(out / "SUMMARY.md", tag, summary_paragraph(doc))

@@ -13,6 +13,7 @@ import dataclasses
 import os
 import sys
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,9 +28,11 @@ from ..model import INPUT_SIZE, N_GRADES
 from ..provenance import command_line, machine
 from ..serialise import json_safe
 from ..weights import LoadedModel, load_weights, read_checkpoint
+from .candidates import candidate_methods, candidate_specs, method_name, select
+from .lesions import KEEP, MOVES, Instances, lesion_metrics
 from .measures import HIGHER_IS_BETTER, Key, Truth, faithfulness, mask_metrics, pearson
 from .peers import DEFAULT_LAYERS, Context, Maps, Method, Peers, StudyError, methods
-from .sources import Sample, Task, held_out, idrid_samples, real_samples, sample_of, synthetic_tasks
+from .sources import Sample, Task, held_out, idrid_tasks, real_samples, sample_of, synthetic_tasks
 from .statistics import paired_difference, ratio_ci, resample_weights
 
 ROLES = ("predicted", "true")
@@ -75,6 +78,7 @@ class ImageResult:
     row: dict[Key, tuple[float, float]] = field(default_factory=dict)
     curves: dict[Key, np.ndarray] = field(default_factory=dict)  # (method, role, kind) -> normalised curve
     seconds: dict[str, float] = field(default_factory=dict)
+    phases: dict[str, float] = field(default_factory=dict)
     correlations: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     n_grades: int = 1
@@ -105,7 +109,10 @@ class Study:
 
 
 def evaluate_image(index: int, sample: Sample, peers: Peers, s: Settings, chosen: Sequence[Method]) -> ImageResult:
-    """Every method's maps for the image's true and predicted grades, and their metrics."""
+    """Every method's maps for the image's true and predicted grades, and their metrics.
+
+    ``seconds`` holds each method's time; ``phases`` the image's time in maps, mask and
+    lesion measures, and deletion/insertion (the study prints their totals)."""
     res = ImageResult(index, sample.name)
     ctx = Context(peers, sample.fundus, (), s.seed, index)
     pred = int(np.argmax(ctx.shared("scores", lambda: peers.scores(ctx.x))[0].numpy()))
@@ -113,25 +120,38 @@ def evaluate_image(index: int, sample: Sample, peers: Peers, s: Settings, chosen
     ctx.grades = tuple(sorted(set(roles.values())))
     res.n_grades = len(ctx.grades)
     truth = Truth.of(sample, s.tolerance)
+    instances = {t: Instances.of(*lab) for t, lab in truth.labels.items()} if truth is not None else {}
     maps: dict[str, Maps] = {}
     for m in chosen:
         if m.subset and index >= s.ig_n:
             continue
+        t = time.perf_counter()
         maps[m.name], res.seconds[m.name] = ctx.run(m)
-        if truth is not None:
-            per_grade = {g: mask_metrics(maps[m.name][g], truth, s.k) for g in ctx.grades}
+        res.phases["maps"] = res.phases.get("maps", 0.0) + time.perf_counter() - t  # shared passes counted once here
+        if truth is not None and truth.union.any():
+            t = time.perf_counter()
             for role, g in roles.items():
-                res.row.update({(m.name, role, metric): v for metric, v in per_grade[g].items()})
+                if role == "true" and g == pred and "predicted" in roles:
+                    found = {k[2]: v for k, v in res.row.items() if k[0] == m.name and k[1] == "predicted"}
+                else:
+                    # the clumped chance only for the compared methods (candidate views are many)
+                    rng = np.random.default_rng([s.seed, 3, index, zlib.crc32(m.name.encode()), g]) if m.family != "view" else None
+                    found = mask_metrics(maps[m.name][g], truth, s.k) | lesion_metrics(
+                        maps[m.name][g], truth.fov, truth.union, instances, s.k, rng)
+                res.row.update({(m.name, role, metric): v for metric, v in found.items()})
+            res.phases["measures"] = res.phases.get("measures", 0.0) + time.perf_counter() - t
     for a, b in CORRELATED:
         if a in maps and b in maps:
             res.correlations[f"{a}~{b}"] = pearson(maps[a][pred], maps[b][pred], sample.fundus.fov)
     if index < s.faith_n:
-        faith = faithfulness(ctx, maps, roles, seed=s.seed, fractions=s.fractions, blur_sigma=s.blur_sigma,
-                             min_gap=s.min_gap, batch=s.batch)
+        t = time.perf_counter()
+        faith = faithfulness(ctx, {m.name: maps[m.name] for m in chosen if m.faith and m.name in maps}, roles,
+                             seed=s.seed, fractions=s.fractions, blur_sigma=s.blur_sigma, min_gap=s.min_gap, batch=s.batch)
         for role in faith.excluded:
             res.counts[f"faith_excluded_{role}"] = 1
         res.row.update({key: (area, 1.0) for key, area in faith.areas.items()})
         res.curves.update(faith.curves)
+        res.phases["faithfulness"] = time.perf_counter() - t
     res.counts["with_lesions"] = int(truth is not None and bool(truth.union.any()))
     res.counts["true_equals_predicted"] = int(roles.get("true") == pred)
     return res
@@ -142,11 +162,15 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(weights: str, s: Settings, names: list[str], threads: int | None = None) -> None:
-    if threads is not None:  # a spawned worker: share the cores with its siblings
+    if threads is not None:  # a spawned worker: one torch thread, the processes share the cores
+        from ..allocator import keep_large_blocks
+
         torch.set_num_threads(threads)
         cv2.setNumThreads(1)
+        keep_large_blocks()  # one image after another: keep the large temporaries instead of faulting them in again
+    known = {m.name: m for m in [*methods(s.layers), *candidate_methods()]}
     _WORKER.update(peers=Peers(load_weights(weights), s.device, s.ig_steps, s.batch), settings=s,
-                   methods=methods(s.layers, names))
+                   methods=[known[n] for n in names])
 
 
 def _work(item: tuple[int, Task]) -> ImageResult:
@@ -158,8 +182,8 @@ def evaluate(tasks: Sequence[Task], weights: str, s: Settings, chosen: Sequence[
              workers: int = 1, quiet: bool = False) -> Study:
     """Run every method on every image and record the metrics (the slow part).
 
-    ``workers > 1`` evaluates images in that many spawned processes, each with
-    ``torch threads // workers`` threads; results do not depend on it.
+    ``workers > 1`` evaluates images in that many spawned processes, each with one torch
+    thread (the processes share the cores); results do not depend on it.
     """
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
@@ -169,7 +193,7 @@ def evaluate(tasks: Sequence[Task], weights: str, s: Settings, chosen: Sequence[
     items = list(enumerate(tasks))
     bar = tqdm(total=len(items), desc="quality", unit="img", file=sys.stderr, disable=quiet)
     names = [m.name for m in chosen]
-    threads = max(1, torch.get_num_threads() // max(workers, 1))
+    threads = 1
     results: list[ImageResult] = []
     if workers <= 1 or len(items) <= 1:
         _init_worker(weights, s, names)
@@ -200,13 +224,15 @@ def summarise(study: Study, chosen: Sequence[Method], s: Settings) -> dict[str, 
     table: dict[str, dict[str, dict[str, Any]]] = {m.name: {} for m in chosen}
     comparisons: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     ref = REFERENCE
+    families = {m.name: m.family for m in chosen}
     keys = study.keys()
     present = set(keys)
     for method, role, metric in keys:
         num, den = study.arrays((method, role, metric))
         value, low, high, _ = ratio_ci(num, den, w)
         table[method][f"{metric}_{role}"] = {"value": value, "low": low, "high": high, "n": int((den > 0).sum())}
-        if method == ref or (ref, role, metric) not in present or metric == "mask_share":
+        if (method == ref or (ref, role, metric) not in present or metric in ("mask_share", "lesion_share")
+                or metric.startswith("chance_") or families.get(method) == "view"):
             continue
         paired = paired_difference(num, den, *study.arrays((ref, role, metric)), w)
         if paired is None:
@@ -222,6 +248,11 @@ def summarise(study: Study, chosen: Sequence[Method], s: Settings) -> dict[str, 
     curves = {f"{m}|{role}|{kind}": {"mean": np.mean(ys, 0).tolist(), "n": len(ys)}
               for (m, role, kind), ys in sorted(study.gather("curves").items())}
     counts = {k: int(sum(v)) for k, v in study.gather("counts").items()}
+    views = [m for m in chosen if m.family == "view"]
+    selection = None
+    if views:
+        specs = [sp for sp in candidate_specs() if any(m.name == method_name(sp) for m in views)]
+        selection = select(study.arrays, specs, n)
     return json_safe({
         "n_images": n,
         "n_with_lesions": counts.get("with_lesions", 0),
@@ -232,6 +263,10 @@ def summarise(study: Study, chosen: Sequence[Method], s: Settings) -> dict[str, 
         "comparisons_with_paper_total": dict(comparisons),
         "curves": curves,
         "timings_s": {m: {"mean_s": float(np.mean(v)), "n": len(v)} for m, v in study.gather("seconds").items()},
+        "phases_s": {k: float(np.sum(v)) for k, v in study.gather("phases").items()},
+        "families": {m.name: m.family for m in chosen},
+        "signed": {m.name: m.signed for m in chosen},
+        "view_selection": selection,
         "correlations": {k: float(np.nanmean(v)) for k, v in study.gather("correlations").items()},
         "faithfulness_excluded": {k.removeprefix("faith_excluded_"): v for k, v in counts.items() if k.startswith("faith_excluded")},
     })
@@ -254,7 +289,7 @@ def describe(lm: LoadedModel, s: Settings, kind: str, study: Study, seconds: flo
         "settings": dataclasses.asdict(s) | {
             "torch_threads": torch.get_num_threads(),
             "workers": workers,
-            "threads_per_worker": max(1, torch.get_num_threads() // workers) if workers > 1 else torch.get_num_threads(),
+            "threads_per_worker": 1 if workers > 1 else torch.get_num_threads(),
             "wall_s": round(seconds, 1),
             "mask_metrics": "within the FOV; images without lesions (grade 0) excluded; mean over images",
             "auc": "pixel AUC-ROC against the union of the lesion masks, ties counted half; 'auc' ranks the map's signed "
@@ -265,6 +300,16 @@ def describe(lm: LoadedModel, s: Settings, kind: str, study: Study, seconds: flo
             "removal_baseline": f"the image blurred inside the FOV with a Gaussian of sigma {s.blur_sigma:g} px (normalised convolution)",
             "faithfulness_normalisation": "(score - score of the fully blurred image) / (original score - fully blurred score), "
                                           f"per image and grade; left out when that gap < {s.min_gap:g}",
+            "score_change": "deletion drop: original score minus the mean score over the deletion steps; insertion gain: the "
+                            "mean score over the insertion steps minus the fully blurred image's score; logits, no division, "
+                            "every image (higher is better for both)",
+            "clumped_chance": f"the method's own k-sigma mask rotated about the FOV centre by a random angle and mirrored at "
+                              f"random ({MOVES} copies per map, each keeping >= {KEEP:.0%} of its pixels in the FOV): its "
+                              "precision and lesion instances touched",
+            "detection": "a lesion instance is detected when the map's sum over its pixels is > 0 (net evidence for the grade); "
+                         "size classes by instance area in model-input pixels; trivially 1 for unsigned maps",
+            "positive_share": "share of the map's positive mass in the FOV on lesion pixels; enrichment: that share / the "
+                              "lesions' share of the FOV (ratio of sums over images; 1 = no preference for lesions)",
             "curve_area": "trapezoid over equally spaced steps (0, the fractions, 100%), divided by the number of intervals",
             "ranking_ties": "broken at random (seeded)",
             "bootstrap": f"{s.bootstrap} resamples of the images (seeded), 95% percentile intervals, paired across methods",
@@ -272,7 +317,9 @@ def describe(lm: LoadedModel, s: Settings, kind: str, study: Study, seconds: flo
             "gradient": "|gradient| summed over RGB",
             "signed_sum_over_rgb": "gradient x input, Integrated Gradients, LRP-epsilon",
             "integrated_gradients": f"Captum, {s.ig_steps} steps (Gauss-Legendre), black image baseline, first {s.ig_n} images",
-            "lrp": "Captum LRP, default rules (epsilon 1e-9), on a deep copy of the network",
+            "lrp": f"Captum LRP, default rules (epsilon 1e-9), on a deep copy of the network, first {s.ig_n} images (the same "
+                   "subset as Integrated Gradients: its maps equal gradient x input, see the correlations, and it is the "
+                   "slowest peer after Integrated Gradients)",
             "gradcam": f"layer 14 output (10x10), ReLU, bilinear upsampling to {INPUT_SIZE}",
             "random": "i.i.d. standard normal per pixel, seeded",
             "timing": "mean seconds per image to make the method's maps for the image's distinct true/predicted grades "
@@ -283,14 +330,14 @@ def describe(lm: LoadedModel, s: Settings, kind: str, study: Study, seconds: flo
 
 # ------------------------------------------------------------------------------ a whole run
 def select_tasks(lm: LoadedModel, *, real: Sequence[str | os.PathLike] | None = None, augment: bool = False,
-                 idrid: str | os.PathLike | None = None, n: int = Settings.n,
-                 seed: int = Settings.seed) -> tuple[list[Task], str, str]:
+                 idrid: str | os.PathLike | None = None, n: int = Settings.n, seed: int = Settings.seed,
+                 limit: int | None = None) -> tuple[list[Task], str, str]:
     """(tasks, data kind, held-out note): the real photographs, the IDRiD folder, or else
     ``n`` synthetic images minus those the model's card says it was trained on."""
     if real:
         return list(real_samples(real, augment)), "real", ""
     if idrid is not None:
-        found = idrid_samples(Path(idrid))
+        found = idrid_tasks(Path(idrid), limit)
         if not found:
             raise StudyError(f"{idrid}: no IDRiD_XX.jpg with lesion masks (IDRiD_XX_MA.tif, ...) found")
         return list(found), "idrid", ""

@@ -42,8 +42,9 @@ class Sample:
     grade: int | None
 
 
-# Work items: a Sample, or ("synthetic", image seed, grade) rendered where it is evaluated.
-Task = Sample | tuple[str, int, int]
+# Work items: a Sample; ("synthetic", image seed, grade) rendered where it is evaluated; or
+# ("idrid", photograph path, ((type, mask path), ...), grade) read where it is evaluated.
+Task = Sample | tuple[str, int, int] | tuple[str, str, tuple[tuple[str, str], ...], int | None]
 
 
 # ------------------------------------------------------------------------------ synthetic
@@ -57,6 +58,9 @@ def sample_of(task: Task) -> Sample:
     """The Sample a task stands for: a synthetic one is rendered and prepared here."""
     if isinstance(task, Sample):
         return task
+    if task[0] == "idrid":
+        _, path, mask_paths, true_grade = task
+        return idrid_sample(Path(path), {t: Path(m) for t, m in mask_paths}, true_grade)
     _, seed, grade = task
     f = synthetic.generate(seed, grade)
     fundus = prepare(f.image, name=f"synthetic:{f.seed}")  # as a saved file is read, and as training reads it
@@ -125,9 +129,11 @@ def idrid_grades(folder: Path) -> dict[str, int]:
     return grades
 
 
-def idrid_samples(folder: Path) -> list[Sample]:
+def idrid_tasks(folder: Path, limit: int | None = None) -> list[Task]:
     """IDRiD segmentation layout: ``IDRiD_XX.jpg`` anywhere under ``folder`` and mask TIFs
-    ``IDRiD_XX_{MA,HE,EX,SE,OD}.tif`` anywhere under it (OD, the optic disc, is not a lesion).
+    ``IDRiD_XX_{MA,HE,EX,SE,OD}.tif`` anywhere under it (OD, the optic disc, is not a lesion),
+    as tasks read where they are evaluated (in worker processes: reading a full-size
+    photograph and its masks takes about half a second). The first ``limit`` by name.
 
     Soft exudates are cotton-wool spots. The true grade comes from an IDRiD grading CSV
     under the folder if there is one, else it is unknown (only the predicted grade's map
@@ -143,16 +149,23 @@ def idrid_samples(folder: Path) -> list[Sample]:
         if m and m.group(2).upper() in IDRID_TYPES:
             masks[m.group(1)][IDRID_TYPES[m.group(2).upper()]] = p
     grades = idrid_grades(folder)
-    out = []
-    for stem, path in images.items():
-        if stem not in masks:
-            continue
-        fundus = read_fundus(path, name=path.name)
-        lesions = {t: np.zeros(fundus.fov.shape, bool) for t in IDRID_TYPES.values()}
-        for t, mp in masks[stem].items():
-            lesions[t] = map_mask(read_mask(mp), fundus.crop_box) & fundus.fov
-        out.append(Sample(path.name, fundus, lesions, grades.get(stem)))
-    return out
+    out: list[Task] = [("idrid", str(path), tuple((t, str(mp)) for t, mp in sorted(masks[stem].items())), grades.get(stem))
+                       for stem, path in images.items() if stem in masks]
+    return out[:limit] if limit is not None else out
+
+
+def idrid_sample(path: Path, mask_paths: dict[str, Path], grade: int | None) -> Sample:
+    """One IDRiD photograph as the model sees it, with its masks taken through the same crop."""
+    fundus = read_fundus(path, name=path.name)
+    lesions = {t: np.zeros(fundus.fov.shape, bool) for t in IDRID_TYPES.values()}
+    for t, mp in mask_paths.items():
+        lesions[t] = map_mask(read_mask(mp), fundus.crop_box) & fundus.fov
+    return Sample(path.name, fundus, lesions, grade)
+
+
+def idrid_samples(folder: Path, limit: int | None = None) -> list[Sample]:
+    """``idrid_tasks`` read now."""
+    return [sample_of(t) for t in idrid_tasks(folder, limit)]
 
 
 # ------------------------------------------------------------------------------ real photographs
@@ -182,6 +195,6 @@ def real_samples(paths: Sequence[str | os.PathLike], augment: bool) -> list[Samp
 
 
 __all__ = [
-    "DIHEDRAL", "IDRID_TYPES", "Sample", "Task", "held_out", "idrid_grades", "idrid_samples", "is_idrid_grading",
+    "DIHEDRAL", "IDRID_TYPES", "Sample", "Task", "held_out", "idrid_grades", "idrid_sample", "idrid_samples", "idrid_tasks", "is_idrid_grading",
     "read_mask", "real_samples", "sample_of", "synthetic_samples", "synthetic_tasks",
 ]

@@ -160,3 +160,43 @@ def test_blurred_baseline_stays_black_outside_and_removes_detail():
     b = q.blurred(f.image, f.fov, 20.0)
     assert (b[~f.fov] == 0).all()
     assert b[f.fov].std() < f.image[f.fov].std()
+
+
+def test_faithfulness_keeps_the_score_change_when_blurring_raises_the_score():
+    """Score = 10 + 9 * mean brightness over a bright region R + 1000 * the mean brightness
+    elsewhere (black), so that blurring everything raises the score: the normalised areas
+    are left out (the gap is negative), the logit changes stay, and the map that ranks R
+    first drops the score more than the inverted one."""
+    from types import SimpleNamespace
+
+    n = 32
+    fov = np.ones((n, n), bool)
+    region = np.zeros((n, n), bool)
+    region[12:20, 12:20] = True
+    r = torch.from_numpy(region)
+
+    def scores(batch: torch.Tensor) -> torch.Tensor:
+        inside = (batch[:, 0] * r).sum((1, 2)) / r.sum()
+        elsewhere = (batch[:, 0] * ~r).sum((1, 2)) / (~r).sum()
+        return (10 + 9 * inside + 1000 * elsewhere)[:, None].repeat(1, N_GRADES)
+
+    def to_tensor(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.moveaxis(a, -1, 0).astype(np.float32) / 255.0)[None]
+
+    image = np.zeros((n, n, 3), np.uint8)
+    image[region] = 255
+    cache: dict = {}
+    peers = SimpleNamespace(lm=SimpleNamespace(normalisation=SimpleNamespace(to_tensor=to_tensor)), scores=scores)
+    ctx = SimpleNamespace(peers=peers, fundus=SimpleNamespace(image=image, fov=fov), index=0, x=to_tensor(image),
+                          shared=lambda k, make: cache.setdefault(k, make()))
+    maps = {"perfect": {2: region.astype(np.float32)}, "inverted": {2: -region.astype(np.float32)}}
+    out = q.faithfulness(ctx, maps, {"predicted": 2}, seed=0, fractions=[0.0625, 0.25], blur_sigma=3.0, min_gap=1.0, batch=4)
+    assert out.excluded == ["predicted"]  # blurring raised the score: no normalised area
+    assert ("perfect", "predicted", "deletion") not in out.areas
+    drop = {m: out.areas[(m, "predicted", "deletion_drop")] for m in maps}
+    assert drop["perfect"] > drop["inverted"]
+    raw = out.curves[("perfect", "predicted", "deletion_raw")]
+    assert raw.shape == (4,) and raw[0] == 0.0 and raw[1] < 0 < raw[-1]  # removing R lowers it; blurring all raises it
+    gain = out.curves[("perfect", "predicted", "insertion_raw")]
+    assert gain[0] == 0.0 and gain[-1] == pytest.approx(-raw[-1])
+    assert drop["perfect"] == pytest.approx(-q.curve_area(raw))

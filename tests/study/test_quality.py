@@ -50,7 +50,8 @@ def test_command_on_a_real_photograph(tiny, tmp_path):
     assert code == 0
     doc = json.loads((tmp_path / "quality_tiny_real.json").read_text())
     assert doc["n_images"] == 1 and doc["data"]["images"] == ["retina.jpg (as taken)"]
-    assert set(doc["methods"]["gradient"]) == {"deletion_predicted", "insertion_predicted"}
+    assert set(doc["methods"]["gradient"]) == {"deletion_predicted", "insertion_predicted", "deletion_drop_predicted",
+                                               "insertion_gain_predicted"}
     assert "1 distinct real photograph" in (tmp_path / "SUMMARY.md").read_text()
 
 
