@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
 from .explanation import explain
 from .fundus import read_fundus
@@ -188,4 +189,42 @@ def report(r: dict[str, Any]) -> str:
             f" (median of 5 paired runs: {r['ratio_to_captum_lrp_paired_median']:.2f})",
             f"  Captum IG (50 steps), one grade    {r['captum_ig50_one_grade_s']:8.3f} s   explanation/IG  = {r['ratio_to_captum_ig50']:.3f}",
         ]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ grading a folder
+def grade_speed(weights: str, folder: Path, limit: int | None = None, workers: tuple[int, ...] = (1, 2),
+                batch: int = 8, pattern: str = "*") -> dict[str, Any]:
+    """Images per second of ``grade``'s work (read, score) on the photographs of ``folder``:
+    one at a time in this process (the old path), then with ``workers`` reading processes and
+    batches of ``batch``, and reading alone. Process start-up is included: a user pays it."""
+    from .fundus import IMAGE_SUFFIXES
+    from .grading import grade_paths, read_ahead
+
+    files = sorted(p for p in folder.rglob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    if not files:
+        raise ValueError(f"{folder}: no images")
+    lm = load_weights(weights)
+    runs: list[dict[str, Any]] = []
+
+    def timed(label: str, fn: Callable[[], int]) -> None:
+        t = time.perf_counter()
+        n = fn()
+        seconds = time.perf_counter() - t
+        runs.append({"label": label, "images": n, "seconds": seconds, "images_per_s": n / seconds})
+
+    timed("one at a time, reading here", lambda: sum(1 for _ in grade_paths(lm, files, workers=0, batch=1)))
+    for w in workers:
+        timed(f"{w} reading process(es), batches of {batch}", lambda w=w: sum(1 for _ in grade_paths(lm, files, workers=w, batch=batch)))
+    timed("reading alone, here (decode, field of view, gradability)", lambda: sum(1 for _ in read_ahead(files, 0)))
+    return {"weights": weights, "folder": str(folder), "images": len(files), "threads": torch.get_num_threads(), "runs": runs,
+            "size": list(Image.open(files[0]).size)}
+
+
+def grade_report(r: dict[str, Any]) -> str:
+    base = r["runs"][0]["images_per_s"]
+    lines = [f"bench --grade: weights '{r['weights']}', {r['images']} photographs (the first {r['size'][0]}x{r['size'][1]}), "
+             f"{r['threads']} torch threads in this process"]
+    lines += [f"  {run['label']:<58} {run['images_per_s']:6.2f} images/s  ({run['seconds']:.1f} s, "
+              f"{run['images_per_s'] / base:.2f}x the first)" for run in r["runs"]]
     return "\n".join(lines)

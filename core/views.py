@@ -103,6 +103,14 @@ class ViewSpec:
         return f"{lv}-{self.evidence}-{self.pool}px" + ("-pos" if self.positive else "")
 
     @property
+    def short(self) -> str:
+        """The label in a few words: "layer 8, 4 px", "input, pixels, pixel evidence"."""
+        lv = "input" if self.levels == ("input",) else ("layer " if len(self.levels) == 1 else "layers ") + "+".join(
+            str(v) for v in self.levels)
+        return ", ".join([lv, "pixels" if self.pool == 1 else f"{self.pool} px"]
+                         + ([] if self.evidence == "total" else ["pixel evidence"]) + (["positive"] if self.positive else []))
+
+    @property
     def label(self) -> str:
         """What the view is, in words."""
         lv = ("the input" if self.levels == ("input",) else
@@ -128,6 +136,9 @@ def view_map(exp: Explanation, grade: int, spec: ViewSpec) -> np.ndarray:
 
 
 LESION_VIEW = ViewSpec((8,), "total", 4)  # chosen by the rule of core.study.candidates on the 54 IDRiD training photographs
+# What the committed study measured for it and for the paper's total map (assets/quality/quality_paper_idrid.json,
+# predicted grade's map, published weights; a test keeps these equal to that file), for the page to say.
+LESION_VIEW_MEASURED = {"photographs": 54, "auc": 0.662, "pointing": 0.946, "paper_auc": 0.521, "paper_pointing": 0.704}
 
 
 def lesion_view(exp: Explanation, grade: int) -> tuple[np.ndarray, str]:
@@ -135,4 +146,4 @@ def lesion_view(exp: Explanation, grade: int) -> tuple[np.ndarray, str]:
     return view_map(exp, grade, LESION_VIEW), f"lesion view: {LESION_VIEW.label}"
 
 
-__all__ = ["EVIDENCE", "LESION_VIEW", "Evidence", "Shares", "ViewSpec", "level_map", "lesion_view", "shares", "view_map"]
+__all__ = ["EVIDENCE", "LESION_VIEW", "LESION_VIEW_MEASURED", "Evidence", "Shares", "ViewSpec", "level_map", "lesion_view", "shares", "view_map"]

@@ -153,3 +153,21 @@ def test_the_lesion_view_is_the_chosen_spec_and_is_cached(paper_explanation):
     assert views.LESION_VIEW.exact
     with pytest.raises(ValueError):
         views.view_map(exp, 3, views.ViewSpec(()))
+
+
+def test_the_lesion_view_is_what_the_committed_study_chose():
+    """core's LESION_VIEW is the winner of the committed IDRiD study, and the figures the page
+    quotes for it are that study's (rounded as quoted)."""
+    import json
+
+    from core.weights import ASSETS
+
+    doc = json.loads((ASSETS / "quality" / "quality_paper_idrid.json").read_text())
+    sel = doc["view_selection"]
+    assert sel["winner"] == views.LESION_VIEW.name == sel["in_core"]
+    cells = doc["methods"]
+    measured = {"photographs": doc["n_images"]}
+    for key, method, metric in (("auc", "lesion_view", "auc"), ("pointing", "lesion_view", "pointing"),
+                                ("paper_auc", "paper_total", "auc"), ("paper_pointing", "paper_total", "pointing")):
+        measured[key] = round(cells[method][f"{metric}_predicted"]["value"], 3)
+    assert views.LESION_VIEW_MEASURED == measured

@@ -131,7 +131,8 @@ def cmd_quality(args: argparse.Namespace) -> int:
     lm = load_weights(name)  # fails early, with one line, on bad weights
     fractions = _fractions(args.fractions)
     if args.quick:
-        args.n = QUICK["idrid_n"] if args.idrid else QUICK["n"]
+        if args.n is None:  # an explicit --n still counts
+            args.n = QUICK["idrid_n"] if args.idrid else QUICK["n"]
         args.faith_n, args.ig_n, args.ig_steps, args.bootstrap = (QUICK[k] for k in ("faith_n", "ig_n", "ig_steps", "bootstrap"))
         fractions = QUICK["fractions"]
     n = Settings.n if args.n is None else args.n

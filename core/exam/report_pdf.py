@@ -37,7 +37,8 @@ DISCLAIMER_HEAD = "NOT A MEDICAL DEVICE - RESEARCH USE ONLY"
 DISCLAIMER = ("This report was made by research software. It is not cleared or approved for clinical use and its "
               "grades are not a diagnosis: a qualified clinician must review the photographs before any decision.")
 NOT_GIVEN = "not given"
-LESION_VIEW = "Lesion-scale view: not available in this version of the software."
+LESION_VIEW = ("Lesion view (layer 8's total map in 4 px regions, which lay best on hand-drawn lesions among the exact "
+               "views studied): in the viewer, not in this report.")
 REGIONS_NOTE = (f"Evidence regions are {BLOCK} x {BLOCK}-pixel blocks of the model's 640 x 640 input, not lesion outlines. "
                 "The blocks of a grade's total map add up exactly to its score (an exact decomposition), so each "
                 "contribution is a share of the score in score units.")

@@ -1,30 +1,36 @@
 """``python -m core quality``: do the highlighted pixels sit on the lesions, and are they
 what the score depends on? Measured beside peer attribution methods.
 
-The paper could not measure its maps (no images with marked lesions); the synthetic
-generator paints every lesion, so its masks are exact. For each image and for the maps
-of its true and of its predicted grade, within the field of view (FOV):
+The images: synthetic ones (the generator paints every lesion, so its masks are exact),
+real photographs with hand-drawn masks in the IDRiD segmentation layout (``--idrid``),
+or real photographs without masks (``--real``: deletion/insertion only). For each image
+and for the maps of its true and of its predicted grade, within the field of view (FOV):
 
-- pixel AUC-ROC of the map against the union of the lesion masks;
+- pixel AUC-ROC of the map against the union of the lesion masks (signed and |map|);
 - pointing game: the map's maximum lies within ``tolerance`` px of a lesion;
 - precision and recall of the k-sigma mask (``threshold_mask``: positive and above
   mean + k std over the FOV), and per lesion type the share of lesion instances
-  (8-connected components of that type's mask) that the mask touches;
-- deletion and insertion (faithfulness): the top-scoring FOV pixels are replaced by a
-  heavily blurred copy of the image (deletion), or revealed on that blurred copy
-  (insertion), and the grade's pre-softmax score is read after each step.
+  (8-connected components of that type's mask) that the mask touches, beside the share
+  the same mask touches when moved at random (rotated and mirrored: the clumped chance);
+- per type and per size, the share of lesions over which the map sums to more than 0,
+  and the share of the map's positive evidence that lies on lesions;
+- deletion and insertion of the predicted grade's map (faithfulness): the top-scoring FOV
+  pixels are replaced by a heavily blurred copy of the image (deletion), or revealed on
+  that blurred copy (insertion); the score changes in logits, and the normalised areas
+  where blurring the whole FOV lowers the score.
 
-Images without lesions (grade 0) have no positives: they are left out of every mask
-metric, but not out of deletion/insertion. Every figure comes with a 95% bootstrap
-interval over images (the same resamples for every method, so differences are paired).
+``--views`` adds the candidate exact lesion-scale views (``core.study.candidates``) and
+the rule that chose ``core.views.LESION_VIEW``. Images without lesions (grade 0) have no
+positives: they are left out of every mask metric, but not out of deletion/insertion.
+Every figure comes with a 95% bootstrap interval over images (the same resamples for
+every method, so differences are paired).
 
-Cost with the full-width network on 2 free CPU cores: about 3 s per image for all maps
-and mask metrics, 6 s more per image for Integrated Gradients (16 steps) and 10-15 s more
-per image for deletion/insertion (about 140 forward passes). Hence the subsets: the
-defaults (500 images, deletion/insertion and Integrated Gradients on the first 50) take
-about 40 minutes there. ``--workers N`` spreads images over processes and ``--device
-cuda`` moves the peers and the forward passes to a GPU (the paper's method stays on
-the CPU); neither changes the numbers beyond float rounding.
+Cost on 2 CPU cores with ``--workers 2`` (one torch thread each): the published weights
+on the 54 IDRiD photographs, every measure on every photograph, 948 s; the defaults on
+synthetic images (500, deletion/insertion, Integrated Gradients and LRP on the first 50)
+about 21 minutes. ``--quick`` checks the whole path in well under a minute. ``--device
+cuda`` moves the peers and the forward passes to a GPU (the paper's method stays on the
+CPU); neither option changes the numbers beyond float rounding.
 """
 
 # Layout (imports go one way, top to bottom): peers (the compared methods), sources (the

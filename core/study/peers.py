@@ -264,7 +264,7 @@ def methods(layers: Sequence[int] = DEFAULT_LAYERS, include: Sequence[str] | Non
     An unknown name in ``include`` raises ``StudyError`` (a ``ValueError``, as before)."""
     out = [
         Method("paper_total", "Paper: total map", paper_total, "paper"),
-        Method("lesion_view", f"Lesion view ({LESION_VIEW.label})", view_fn(LESION_VIEW), "paper"),
+        Method("lesion_view", f"Lesion view ({LESION_VIEW.short})", view_fn(LESION_VIEW), "paper"),
         Method("paper_input", "Paper: input map", paper_input, "paper"),
         *[Method(f"paper_layer{i}", f"Paper: layer {i}", paper_layer(i), "paper") for i in layers],
         Method("gradient", "Gradient magnitude", gradient, "peer", signed=False),

@@ -22,7 +22,7 @@ from ..pictures import font
 from ..serialise import dumps
 from .measures import HIGHER_IS_BETTER
 from .peers import StudyError
-from .report_lesions import compared, faithfulness_table, lesion_tables, views_table
+from .report_lesions import cell, compared, faithfulness_table, lesion_tables, views_table
 from .runner import ROLES
 
 HEADLINE = ("auc", "auc_abs", "pointing", "precision", "recall", "mask_share")
@@ -45,14 +45,6 @@ def _title(metric: str, s: dict[str, Any]) -> str:
     }
     t = titles.get(metric, metric.replace("hit_", "").replace("_", " "))
     return t + ARROW.get(HIGHER_IS_BETTER[metric], "") if metric in HIGHER_IS_BETTER else t
-
-
-def _cell(c: dict[str, Any] | None) -> str:
-    if not c or c.get("value") is None:
-        return "–"
-    lo, hi = c.get("low"), c.get("high")
-    ci = f" ({lo:.3f}–{hi:.3f})" if lo is not None and hi is not None else ""
-    return f"{c['value']:.3f}{ci}"
 
 
 def reproduce(command: str) -> str:
@@ -118,7 +110,7 @@ def markdown(doc: dict[str, Any]) -> str:
         lines += ["| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
         for m in compared(doc):
             cells = doc["methods"][m]
-            row = [_cell(cells.get(f"{x}_{role}")) for x in metrics]
+            row = [cell(cells.get(f"{x}_{role}")) for x in metrics]
             if role == "predicted":
                 t = doc["timings_s"].get(m)
                 row.append(f"{t['mean_s']:.2f}" if t else "–")
@@ -136,7 +128,7 @@ def markdown(doc: dict[str, Any]) -> str:
         "### How it was measured", "",
     ]
     keys = ("mask_metrics", "auc", "pointing", "k_sigma_mask", "hit_share", "clumped_chance", "detection",
-            "positive_share")[8 if real else 0:] + ("removal_baseline", "score_change", "faithfulness_normalisation",
+            "positive_share")[8 if real else 0:] + ("faithfulness_map", "removal_baseline", "score_change", "faithfulness_normalisation",
             "curve_area", "bootstrap", "paper_layers", "gradient", "signed_sum_over_rgb", "integrated_gradients", "lrp",
             "gradcam", "random", "timing")
     lines += [f"- {k.replace('_', ' ')}: {s[k]}" for k in keys if k in s]
@@ -178,7 +170,7 @@ def comparison_table(doc: dict[str, Any], metrics: Sequence[str]) -> list[str]:
             if not any(groups.values()):
                 continue
             ref = doc["methods"]["paper_total"].get(key)
-            lines.append(f"| {role} | {_title(metric, s)} | {_cell(ref)} | " + " | ".join(", ".join(g) or "–" for g in groups.values()) + " |")
+            lines.append(f"| {role} | {_title(metric, s)} | {cell(ref)} | " + " | ".join(", ".join(g) or "–" for g in groups.values()) + " |")
     return [*lines, ""]
 
 
@@ -209,7 +201,7 @@ def summary_paragraph(doc: dict[str, Any]) -> str:
                 f"deletion/insertion on the first {s['faith_n']}, Integrated Gradients and LRP on the first {s['ig_n']} "
                 f"({s['ig_steps']} steps). Map of the predicted grade; 95% bootstrap intervals in brackets. ")
     parts = [head]
-    figures = ", ".join(f"{names[m]} {_cell(ref.get(f'{m}_{role}'))}" for m in metrics if ref.get(f"{m}_{role}"))
+    figures = ", ".join(f"{names[m]} {cell(ref.get(f'{m}_{role}'))}" for m in metrics if ref.get(f"{m}_{role}"))
     if figures:
         parts.append(f"The paper's total map: {figures}. ")
     for m in metrics:
@@ -221,7 +213,7 @@ def summary_paragraph(doc: dict[str, Any]) -> str:
         losses = [labels[x] for x, v in verdicts.items() if v == "paper loses"]
         if losses:
             parts.append(f"**On {names[m]} it loses** to {', '.join(losses)}"
-                         + (f" (best: {labels[best]}, {_cell(cells[best])})" if best else "") + ". ")
+                         + (f" (best: {labels[best]}, {cell(cells[best])})" if best else "") + ". ")
         elif verdicts and all(v == "paper wins" for v in verdicts.values()):
             parts.append(f"On {names[m]} it beats every other method. ")
         elif verdicts:
@@ -266,10 +258,11 @@ def plot_curves(doc: dict[str, Any], kind: str) -> Image.Image:
     raw = kind.endswith("_raw")
     base_kind = kind.removesuffix("_raw")
     ys = [v for _, c in panels for cur in c.values() for v in cur["mean"]] + [0.0, 1.0]
-    step = next(t for t in (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, float("inf")) if (max(ys) - min(ys)) / t <= 10)
-    step = step if np.isfinite(step) else max(ys) - min(ys)
+    span = max(ys) - min(ys)
+    step = next((t for t in (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 25.0, 50.0, 100.0) if span / t <= 10),
+                10.0 ** np.ceil(np.log10(max(span, 1e-9) / 10)))
     lo, hi = np.floor(min(ys) / step) * step, np.ceil(max(ys) / step) * step
-    pw, ph, left, top, gap, legend_w = 520, 380, 80, 70, 100, 250
+    pw, ph, left, top, gap, legend_w = 520, 380, 80, 70, 100, 300
     width = left + len(panels) * pw + (len(panels) - 1) * gap + 40 + legend_w
     img = Image.new("RGB", (width, top + ph + 80), "white")
     d = ImageDraw.Draw(img)

@@ -145,7 +145,8 @@ def evaluate_image(index: int, sample: Sample, peers: Peers, s: Settings, chosen
             res.correlations[f"{a}~{b}"] = pearson(maps[a][pred], maps[b][pred], sample.fundus.fov)
     if index < s.faith_n:
         t = time.perf_counter()
-        faith = faithfulness(ctx, {m.name: maps[m.name] for m in chosen if m.faith and m.name in maps}, roles,
+        # the predicted grade's map only: its curves are what the report reads, and they halve the forward passes
+        faith = faithfulness(ctx, {m.name: maps[m.name] for m in chosen if m.faith and m.name in maps}, {"predicted": pred},
                              seed=s.seed, fractions=s.fractions, blur_sigma=s.blur_sigma, min_gap=s.min_gap, batch=s.batch)
         for role in faith.excluded:
             res.counts[f"faith_excluded_{role}"] = 1
@@ -297,6 +298,7 @@ def describe(lm: LoadedModel, s: Settings, kind: str, study: Study, seconds: flo
             "pointing": f"the map's FOV maximum within {s.tolerance:g} px (Euclidean) of a lesion pixel; ties: share of tied maxima",
             "k_sigma_mask": f"positive and > mean + {s.k:g} std of the map over the FOV (core.threshold_mask)",
             "hit_share": "lesion instances = 8-connected components of a type's mask; hit = shares >= 1 pixel with the mask; pooled over images",
+            "faithfulness_map": "deletion/insertion of the predicted grade's map only",
             "removal_baseline": f"the image blurred inside the FOV with a Gaussian of sigma {s.blur_sigma:g} px (normalised convolution)",
             "faithfulness_normalisation": "(score - score of the fully blurred image) / (original score - fully blurred score), "
                                           f"per image and grade; left out when that gap < {s.min_gap:g}",

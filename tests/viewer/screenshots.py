@@ -81,13 +81,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 READING_PHOTO = REPO / "assets" / "samples" / "IDRiD_005.jpg"  # IDRiD, CC BY 4.0; graded 4 by IDRiD
-READING_SHOTS = ("reading-view.jpg", "reading-regions.jpg")
+READING_SHOTS = ("reading-view.jpg", "reading-regions.jpg", "reading-lesion-view.jpg")
 DRAG = ".st-key-reading .stPlotlyChart .nsewdrag"  # the two subplots' drag surfaces (photograph, map)
 
 
 def reading_scenario(page, url: str, out: Path) -> list[Path]:
     """The reading view of a real photograph at 1400x900 with a clinician's mark (a box over the
-    haemorrhage left of the macula), then the same in 16 px regions with the marks' table."""
+    haemorrhage left of the macula), then the same in 16 px regions with the marks' table, then
+    the lesion view (its button: layer 8, 4 px regions)."""
     from PIL import Image
 
     from tests.viewer.live_server import UPLOAD
@@ -125,8 +126,14 @@ def reading_scenario(page, url: str, out: Path) -> list[Path]:
     settle(page)
     reading.evaluate("e => e.scrollIntoView({block: 'start'})")
     saved = []
-    for name, view in zip(READING_SHOTS, (None, "16 px"), strict=True):
-        if view:  # the regions, scrolled so that the marks' table under the figure shows too
+    for name, view in zip(READING_SHOTS, (None, "16 px", "lesion"), strict=True):
+        if view == "lesion":  # the button sets layer, view and evidence; the line under the figure says what it is
+            page.locator(".st-key-lesion_view button").click()
+            settle(page)
+            reading.evaluate("e => e.scrollIntoView({block: 'start'})")
+            page.mouse.move(700, 450)
+            page.mouse.wheel(0, 200)
+        elif view:  # the regions, scrolled so that the marks' table under the figure shows too
             page.locator(".st-key-view button", has_text=view).click()
             settle(page)
             reading.evaluate("e => e.scrollIntoView({block: 'start'})")

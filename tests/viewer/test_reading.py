@@ -365,6 +365,20 @@ def test_regions_and_pixel_evidence_views_count_what_core_counts(page, core_resu
     expected = int(block_threshold(values, fov, 3.0, 4).sum())
     assert reading_line(page) == (expected, 4) and threshold_count(page) == expected
 
+    # the lesion view: the button sets layer, view and evidence to core's choice, and the page says what it is
+    assert views.LESION_VIEW.levels == (8,) and views.LESION_VIEW.pool == 4
+    page.button(key="lesion_view").click()
+    run(page)
+    assert page.select_slider(key="layer").value == 8 and page.segmented_control(key="view").value == 4
+    assert page.segmented_control(key="evidence").value == "total"
+    expected = int(block_threshold(views.level_map(exp, other, 8, "total")[0], fov, 3.0, 4).sum())
+    assert reading_line(page) == (expected, 4) and threshold_count(page) == expected
+    assert spec(page)["layout"]["annotations"][1]["text"].startswith("Lesion view: total map at layer 8")
+    assert "This is the lesion view" in find(page, "**Grade ")
+    page.select_slider(key="layer").set_value(7)
+    run(page)
+    assert "This is the lesion view" not in find(page, "**Grade ")
+
 
 @IDRID
 def test_every_tool_sets_the_figures_mouse(page):

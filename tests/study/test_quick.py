@@ -1,0 +1,49 @@
+"""``python -m core quality --quick``, as CI runs it: the published weights on two real IDRiD
+photographs with their hand-drawn masks, and the demo model on synthetic images. Every
+measure of the real-mask study comes out, with the chosen lesion view among the methods,
+and the command prints where its time went."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from core.cli import main as cli_main
+from core.study.lesions import SIZE_BINS
+from tests.conftest import require_paper, require_real_data
+
+
+def test_quick_on_real_photographs_with_the_published_weights(tmp_path, capsys):
+    require_paper()
+    folder = require_real_data() / "idrid-segmentation-train"
+    assert cli_main(["quality", "--quick", "--weights", "paper", "--idrid", str(folder), "--out", str(tmp_path), "--quiet"]) == 0
+    doc = json.loads((tmp_path / "quality_paper_idrid.json").read_text())
+    assert doc["n_images"] == 2 and doc["data"]["images"] == ["IDRiD_01.jpg", "IDRiD_02.jpg"]
+    assert doc["settings"]["faith_n"] == 2 and doc["settings"]["bootstrap"] == 200
+    view = doc["methods"]["lesion_view"]
+    for key in ("auc", "pointing", "precision", "pos_share", "enrichment", "deletion_drop", "insertion_gain",
+                "det_haemorrhage", "chance_hit_haemorrhage", "hit_haemorrhage"):
+        assert view[f"{key}_predicted"]["value"] is not None, key
+    assert any(f"det_size_{name}_predicted" in view for _, _, name in SIZE_BINS)
+    # the paper's maps on these photographs: the blurred image's score is above the photograph's for at least one,
+    # so the normalised areas are left out there while the score changes stay
+    curves = doc["curves"]["paper_total|predicted|deletion_raw"]
+    assert curves["n"] == 2 and curves["mean"][0] == 0.0
+    assert np.isfinite(doc["methods"]["random"]["deletion_drop_predicted"]["value"])
+    text = (tmp_path / "quality_paper_idrid.md").read_text()
+    for heading in ("### Faithfulness: deletion and insertion", "against the clumped chance", "net positive evidence, by type and size"):
+        assert heading in text
+    assert "No true grades" in text
+    err = capsys.readouterr().err
+    assert "quality: 2 images in " in err and "faithfulness" in err and "measures" in err
+    for name in ("deletion_raw", "insertion_raw"):
+        assert (tmp_path / f"{name}_paper_idrid.png").stat().st_size > 10_000
+
+
+def test_quick_on_synthetic_images_with_the_demo_model(tmp_path):
+    assert cli_main(["quality", "--quick", "--weights", "demo", "--n", "3", "--out", str(tmp_path), "--quiet"]) == 0
+    doc = json.loads((tmp_path / "quality_demo.json").read_text())
+    assert doc["n_images"] == 3 and doc["settings"]["ig_n"] == 1
+    assert doc["methods"]["lesion_view"]["auc_true"]["n"] >= 1
+    assert doc["methods"]["lrp_epsilon"]["auc_predicted"]["n"] <= 1  # LRP runs on the Integrated Gradients subset
