@@ -216,6 +216,7 @@ def grade_speed(weights: str, folder: Path, limit: int | None = None, workers: t
     timed("one at a time, reading here", lambda: sum(1 for _ in grade_paths(lm, files, workers=0, batch=1)))
     for w in workers:
         timed(f"{w} reading process(es), batches of {batch}", lambda w=w: sum(1 for _ in grade_paths(lm, files, workers=w, batch=batch)))
+    timed(f"one at a time, reading here, batches of {batch}", lambda: sum(1 for _ in grade_paths(lm, files, workers=0, batch=batch)))
     timed("reading alone, here (decode, field of view, gradability)", lambda: sum(1 for _ in read_ahead(files, 0)))
     return {"weights": weights, "folder": str(folder), "images": len(files), "threads": torch.get_num_threads(), "runs": runs,
             "size": list(Image.open(files[0]).size)}

@@ -185,14 +185,6 @@ class Explanation:
             lambda: (self.input_map[g].astype(np.float64) + self.constants(g) + self.bias_map(g)).astype(np.float32),
         )
 
-    def lesion_view(self, grade: int) -> np.ndarray:
-        """The exact lesion-scale view the quality study chose (``core.views.LESION_VIEW``):
-        (640, 640), each pixel holding its region's mean, summing to the score."""
-        from .views import view_map  # views reads Explanation; imported here to keep one direction
-
-        return self._cached(("lesion_view", self._grade(grade)),
-                            lambda: view_map(self, self._grade(grade), _lesion_view_spec()))
-
     def cached_bytes(self) -> int:
         """Bytes held by the input-space maps made so far (what a page's session adds)."""
         with self._lock:
@@ -342,12 +334,6 @@ class Explanation:
                 done += weight[name]
         report(1.0, "done")
         return buf.getvalue()
-
-
-def _lesion_view_spec() -> Any:
-    from .views import LESION_VIEW
-
-    return LESION_VIEW
 
 
 def threshold_mask(values: np.ndarray, fov: np.ndarray, k: float) -> np.ndarray:

@@ -2,10 +2,15 @@
 forward passes in this one.
 
 Reading a full-size photograph (decoding the JPEG, finding the field of view, resizing,
-assessing gradability) costs about as much CPU as the forward pass itself, so ``grade``
-reads ahead in ``workers`` spawned processes (one thread each) while this process runs the
-network on batches. Results come back in input order, with each photograph's own reading
-and quality, and equal the one-at-a-time path (tests: to 1e-4).
+assessing gradability) costs more CPU than the forward pass itself, so ``grade`` can read
+ahead in ``workers`` spawned processes (one thread each) while this process runs the
+network, ``batch`` photographs per pass. Results come back in input order, with each
+photograph's own reading and quality, and equal the one-at-a-time path (tests: to 1e-4).
+
+Measured on 2 cores (``python -m core bench --grade``): no gain there. Reading (cv2 already
+uses both cores) and the forward saturate them either way, and on the CPU a batch of 8 is
+slower per photograph than one at a time (cache). Hence the defaults: read here, batch 1;
+the processes are for machines with cores to spare.
 """
 
 from __future__ import annotations
@@ -73,7 +78,7 @@ def read_ahead(paths: Iterable[Path], workers: int) -> Iterator[tuple[Path, Fund
             yield (q, *fut.result())
 
 
-def grade_paths(model: LoadedModel, paths: Iterable[Path], *, workers: int = 0, batch: int = 8) -> Iterator[Graded]:
+def grade_paths(model: LoadedModel, paths: Iterable[Path], *, workers: int = 0, batch: int = 1) -> Iterator[Graded]:
     """Every photograph of ``paths`` graded, in order: read (see ``read_ahead``), then scored
     ``batch`` at a time by one forward pass (eval semantics, as ``explain``)."""
     if batch < 1:

@@ -143,12 +143,11 @@ def test_every_exact_candidate_view_sums_to_the_score(paper_explanation):
             assert (blocks == blocks[:, :1, :, :1]).all(), spec.name
 
 
-def test_the_lesion_view_is_the_chosen_spec_and_is_cached(paper_explanation):
+def test_the_lesion_view_is_the_chosen_spec(paper_explanation):
     exp = paper_explanation
     values, name = views.lesion_view(exp, 3)
     np.testing.assert_array_equal(values, views.view_map(exp, 3, views.LESION_VIEW))
-    assert exp.lesion_view(3) is exp.lesion_view(3)
-    np.testing.assert_array_equal(exp.lesion_view(3), values)
+    assert rel(float(values.sum(dtype=np.float64)), float(exp.scores[3])) < 1e-4
     assert name == f"lesion view: {views.LESION_VIEW.label}"
     assert views.LESION_VIEW.exact
     with pytest.raises(ValueError):
@@ -170,4 +169,4 @@ def test_the_lesion_view_is_what_the_committed_study_chose():
     for key, method, metric in (("auc", "lesion_view", "auc"), ("pointing", "lesion_view", "pointing"),
                                 ("paper_auc", "paper_total", "auc"), ("paper_pointing", "paper_total", "pointing")):
         measured[key] = round(cells[method][f"{metric}_predicted"]["value"], 3)
-    assert views.LESION_VIEW_MEASURED == measured
+    assert measured == views.LESION_VIEW_MEASURED

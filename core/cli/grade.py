@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,17 +28,16 @@ if TYPE_CHECKING:  # the annotation only
     from ..fundus import Assessment
 
 
-DEFAULT_WORKERS = 1 if (os.cpu_count() or 1) > 1 else 0  # measured best on 2 cores: python -m core bench --grade
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     g = sub.add_parser("grade", help="grade a folder of images (forward only) into a CSV")
     g.add_argument("folder")
     g.add_argument("--csv", required=True, help="output CSV")
     add_weights_argument(g)
-    g.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
-                   help="processes that read photographs ahead while this one grades (0: read here; default %(default)s)")
-    g.add_argument("--batch", type=int, default=8, help="photographs per forward pass (default %(default)s)")
+    g.add_argument("--workers", type=int, default=0,
+                   help="processes that read photographs ahead while this one grades (default 0: read here; on 2 cores "
+                        "they gain nothing, see python -m core bench --grade)")
+    g.add_argument("--batch", type=int, default=1, help="photographs per forward pass (default %(default)s: on a CPU a "
+                                                        "batch is not faster per photograph)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=run)
 

@@ -57,7 +57,7 @@ def test_the_report_states_what_a_clinician_must_find(full_exam, full_pdf, tmp_p
             "reason: IRMA in four quadrants; no new vessels") in flat  # the model's grade is kept beside the clinician's
     assert "UNGRADABLE" in flat and "under-exposed" in flat  # the refused photograph says why
     assert "32 x 32-pixel blocks" in flat and "exact decomposition" in flat
-    assert "lesion-scale view: not available" in low
+    assert "lesion view (layer 8's total map in 4 px regions" in low and "in the viewer, not in this report" in low
     assert "dr-grader 0.1.0" in flat and "page 1 of 4" in flat and "page 4 of 4" in flat
 
 

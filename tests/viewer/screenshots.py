@@ -117,6 +117,7 @@ def reading_scenario(page, url: str, out: Path) -> list[Path]:
     choose_lesion("haemorrhage")
     page.locator(".st-key-tool button", has_text="Box").click()
     settle(page)
+    page.wait_for_timeout(1500)  # Plotly takes the new drag mode after the rerun; a drag before it is lost
     page.mouse.move(*at(222, 282))
     page.mouse.down()
     page.mouse.move(*at(260, 330), steps=6)
@@ -128,11 +129,9 @@ def reading_scenario(page, url: str, out: Path) -> list[Path]:
     saved = []
     for name, view in zip(READING_SHOTS, (None, "16 px", "lesion"), strict=True):
         if view == "lesion":  # the button sets layer, view and evidence; the line under the figure says what it is
-            page.locator(".st-key-lesion_view button").click()
+            page.get_by_role("button", name="Lesion view", exact=True).click()
             settle(page)
-            reading.evaluate("e => e.scrollIntoView({block: 'start'})")
-            page.mouse.move(700, 450)
-            page.mouse.wheel(0, 200)
+            reading.evaluate("e => e.scrollIntoView({block: 'start'})")  # the controls, the figure and its titles
         elif view:  # the regions, scrolled so that the marks' table under the figure shows too
             page.locator(".st-key-view button", has_text=view).click()
             settle(page)
