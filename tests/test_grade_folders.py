@@ -19,10 +19,10 @@ from tests.conftest import RETINA, require_real_data
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    """6 real IDRiD photographs (full size), the CC0 retina and a broken file, sorted by name."""
+    """3 real IDRiD photographs (full size), the CC0 retina and a broken file, sorted by name."""
     out = tmp_path_factory.mktemp("photos")
     seg = require_real_data() / "idrid-segmentation-train"
-    for p in sorted(seg.glob("IDRiD_0[1-6].jpg")):
+    for p in sorted(seg.glob("IDRiD_0[1-3].jpg")):
         shutil.copy(p, out / p.name)
     shutil.copy(RETINA, out / "retina.jpg")
     (out / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
@@ -33,7 +33,7 @@ def test_the_pipeline_equals_one_at_a_time(folder):
     model = core.load_weights("idrid")
     files = sorted(folder.iterdir())
     one = list(grade_paths(model, files, workers=0, batch=1))
-    piped = list(grade_paths(model, files, workers=2, batch=3))
+    piped = list(grade_paths(model, files, workers=2, batch=2))
     assert [r.path for r in piped] == [r.path for r in one] == files
     for a, b in zip(one, piped, strict=True):
         if a.fundus is None:
@@ -68,8 +68,8 @@ def test_grade_writes_the_same_csv_with_and_without_reading_processes(folder, tm
 def test_bench_grade_prints_images_per_second(folder):
     from core.bench import grade_report, grade_speed
 
-    r = grade_speed("idrid", folder, limit=4, workers=(1,), batch=2, pattern="IDRiD_*.jpg")
-    assert r["images"] == 4 and r["size"] == [4288, 2848]
-    assert [run["images"] for run in r["runs"]] == [4, 4, 4, 4] and all(run["images_per_s"] > 0 for run in r["runs"])
+    r = grade_speed("idrid", folder, limit=2, workers=(), batch=2, pattern="IDRiD_*.jpg")  # the processes: tested above
+    assert r["images"] == 2 and r["size"] == [4288, 2848]
+    assert [run["images"] for run in r["runs"]] == [2, 2, 2] and all(run["images_per_s"] > 0 for run in r["runs"])
     text = grade_report(r)
-    assert "images/s" in text and "1 reading process(es), batches of 2" in text and "4288x2848" in text
+    assert "images/s" in text and "one at a time, reading here, batches of 2" in text and "4288x2848" in text

@@ -242,7 +242,7 @@ def reading_ui(k: float) -> tuple[DisplayChoice, ReadingChoice]:
     display options (and what each control means) in a popover. Labels are inside the options,
     so the row is one line high and the figure fits the screen under it."""
     preset = lesion_preset()
-    c_view, c_lens, c_ev, c_tool, c_lesion, c_more = st.columns([2.6, 0.9, 1.4, 3.45, 1.5, 0.45], gap="small",
+    c_view, c_lens, c_ev, c_tool, c_lesion, c_more = st.columns([2.6, 0.9, 1.4, 3.45, 1.45, 0.5], gap="small",
                                                                 vertical_alignment="center")
     with c_lens:
         st.button("Lesion view", key="lesion_view", on_click=_show_lesion_view, disabled=preset is None,
