@@ -66,9 +66,13 @@ def select(arrays: Callable[[tuple[str, str, str]], tuple[np.ndarray, np.ndarray
 
     scores = {s: per_image(s) for s in specs}
 
+    def mean(spec: ViewSpec, rows: np.ndarray | slice = slice(None)) -> float | None:
+        v = scores[spec][rows]
+        return float(np.nanmean(v)) if np.isfinite(v).any() else None
+
     def best(rows: np.ndarray) -> ViewSpec | None:
-        exact = [s for s in specs if s.exact and np.isfinite(scores[s][rows]).any()]
-        return max(exact, key=lambda s: (np.nanmean(scores[s][rows]), -specs.index(s)), default=None)
+        exact = [s for s in specs if s.exact and mean(s, rows) is not None]
+        return max(exact, key=lambda s: (mean(s, rows), -specs.index(s)), default=None)
 
     every = np.arange(n_images)
     winner = best(every)
@@ -78,9 +82,8 @@ def select(arrays: Callable[[tuple[str, str, str]], tuple[np.ndarray, np.ndarray
         if chosen is None or winner is None or not other.size:
             continue
         folds.append({"chosen_on": [int(i) for i in half], "chosen": chosen.name,
-                      "score_on_other_half": float(np.nanmean(scores[chosen][other])),
-                      "overall_winner_on_other_half": float(np.nanmean(scores[winner][other]))})
-    ranking = sorted(specs, key=lambda s: -np.nan_to_num(np.nanmean(scores[s]) if np.isfinite(scores[s]).any() else np.nan, nan=-1))
+                      "score_on_other_half": mean(chosen, other), "overall_winner_on_other_half": mean(winner, other)})
+    ranking = sorted(specs, key=lambda s: -(mean(s) if mean(s) is not None else -1.0))
     return {
         "rule": RULE,
         "winner": winner.name if winner else None,
@@ -88,7 +91,7 @@ def select(arrays: Callable[[tuple[str, str, str]], tuple[np.ndarray, np.ndarray
         "winner_method": method_name(winner) if winner else None,
         "in_core": LESION_VIEW.name,
         "ranking": [{"name": s.name, "method": method_name(s), "label": s.label, "exact": s.exact,
-                     "score": float(np.nanmean(scores[s])) if np.isfinite(scores[s]).any() else None} for s in ranking],
+                     "score": mean(s)} for s in ranking],
         "folds": folds,
     }
 

@@ -109,17 +109,18 @@ def detection(values: np.ndarray, instances: dict[str, Instances]) -> dict[str, 
     """Lesions with a positive sum of the map over their pixels: per type (``det_<type>``)
     and per size class over all types (``det_size_<class>``), as (detected, lesions)."""
     out: dict[str, tuple[float, float]] = {}
-    by_size: dict[str, list[float]] = {name: [0.0, 0.0] for _, _, name in SIZE_BINS}
+    names = [name for _, _, name in SIZE_BINS]
+    detected, total = np.zeros(len(names)), np.zeros(len(names))
     flat = values.ravel().astype(np.float64)
     for t, inst in instances.items():
         if not inst.count:
             continue
-        sums = np.bincount(inst.labels.ravel(), weights=flat, minlength=inst.count + 1)[1:]
-        found = sums > 0
+        found = np.bincount(inst.labels.ravel(), weights=flat, minlength=inst.count + 1)[1:] > 0
         out[f"det_{t}"] = (float(found.sum()), float(inst.count))
-        for hit, b in zip(found, inst.bins, strict=True):
-            by_size[b][0] += float(hit)
-            by_size[b][1] += 1.0
+        which = np.array([names.index(b) for b in inst.bins])
+        detected += np.bincount(which, weights=found, minlength=len(names))
+        total += np.bincount(which, minlength=len(names))
+    by_size = {b: (float(d), float(n)) for b, d, n in zip(names, detected, total, strict=True)}
     out.update({f"det_size_{b}": (d, n) for b, (d, n) in by_size.items() if n})
     return out
 
