@@ -12,7 +12,8 @@ de la Torre, Valls & Puig (2017/2020), with no user interface.
     core.feature_map(model, fundus, grade=4, feature=17).total  # where one layer-15 feature lies
 """
 
-from . import card, marks, regions, views
+from . import card, device, marks, regions, views
+from .device import DeviceError
 from .errors import CoreError
 from .explanation import PARTS, Explanation, FeatureMap, LayerMaps, explain, feature_map, threshold_mask
 from .fundus import IMAGE_SUFFIXES, MAX_BYTES, Assessment, Check, Fundus, FundusReadError, read_fundus
@@ -31,6 +32,8 @@ from .weights import (
 
 __all__ = [
     "card",
+    "device",
+    "DeviceError",
     "marks",
     "regions",
     "views",

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from .device import describe
 from .explanation import explain
 from .fundus import read_fundus
 from .model import CONV_LAYERS, INPUT_SIZE, plain_copy
@@ -29,17 +30,27 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def _sync() -> None:
+    """Wait for the GPU's queued work, so that a timed call is timed whole (nothing on a CPU)."""
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def _timed(fn: Callable[[], Any], repeats: int) -> float:
     """Median of ``repeats`` timed calls after one warm-up; ``repeats=0``: one call, timed."""
     if repeats == 0:
+        _sync()
         t = time.perf_counter()
         fn()
+        _sync()
         return time.perf_counter() - t
     fn()  # warm-up: allocator, kernels, caches
     times = []
     for _ in range(repeats):
+        _sync()
         t = time.perf_counter()
         fn()
+        _sync()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
@@ -91,10 +102,10 @@ def _usage() -> tuple[float, float, int]:
     return r.ru_utime, r.ru_stime, r.ru_minflt
 
 
-def run(weights: str, image: Path, repeats: int = 5, captum: bool = True) -> dict[str, Any]:
-    lm = load_weights(weights)
+def run(weights: str, image: Path, repeats: int = 5, captum: bool = True, device: str = "cpu") -> dict[str, Any]:
+    lm = load_weights(weights, device=device)
     fundus = read_fundus(image, name=image.name)
-    x = lm.normalisation.to_tensor(fundus.image)
+    x = lm.normalisation.to_tensor(fundus.image).to(lm.device)
     rss_loaded = _peak_rss_mb()
 
     plain = plain_copy(lm.network)  # PyTorch's default (contiguous) layout
@@ -121,6 +132,7 @@ def run(weights: str, image: Path, repeats: int = 5, captum: bool = True) -> dic
     out: dict[str, Any] = {
         "weights": lm.name,
         "image": image.name,
+        "device": describe(lm.device),
         "threads": torch.get_num_threads(),
         "forward_s": forward,
         "forward_channels_last_s": forward_cl,
@@ -167,7 +179,8 @@ def run(weights: str, image: Path, repeats: int = 5, captum: bool = True) -> dic
 
 def report(r: dict[str, Any]) -> str:
     lines = [
-        f"bench: weights '{r['weights']}', image {r['image']}, {INPUT_SIZE}x{INPUT_SIZE}, {r['threads']} threads",
+        f"bench: weights '{r['weights']}', image {r['image']}, {INPUT_SIZE}x{INPUT_SIZE}, {r['threads']} threads, "
+        f"device {r.get('device', 'cpu')}",
         f"  forward (default layout)           {r['forward_s']:8.3f} s",
         f"  forward (channels_last)            {r['forward_channels_last_s']:8.3f} s",
         f"  propagation, 5 grades, 15 layers   {r['propagation_s']:8.3f} s",
@@ -194,7 +207,7 @@ def report(r: dict[str, Any]) -> str:
 
 # ------------------------------------------------------------------------------ grading a folder
 def grade_speed(weights: str, folder: Path, limit: int | None = None, workers: tuple[int, ...] = (1, 2),
-                batch: int = 8, pattern: str = "*") -> dict[str, Any]:
+                batch: int = 8, pattern: str = "*", device: str = "cpu") -> dict[str, Any]:
     """Images per second of ``grade``'s work (read, score) on the photographs of ``folder``:
     one at a time in this process (the old path), then with ``workers`` reading processes and
     batches of ``batch``, and reading alone. Process start-up is included: a user pays it."""
@@ -204,7 +217,7 @@ def grade_speed(weights: str, folder: Path, limit: int | None = None, workers: t
     files = sorted(p for p in folder.rglob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
     if not files:
         raise ValueError(f"{folder}: no images")
-    lm = load_weights(weights)
+    lm = load_weights(weights, device=device)
     runs: list[dict[str, Any]] = []
 
     def timed(label: str, fn: Callable[[], int]) -> None:
@@ -218,14 +231,15 @@ def grade_speed(weights: str, folder: Path, limit: int | None = None, workers: t
         timed(f"{w} reading process(es), batches of {batch}", lambda w=w: sum(1 for _ in grade_paths(lm, files, workers=w, batch=batch)))
     timed(f"one at a time, reading here, batches of {batch}", lambda: sum(1 for _ in grade_paths(lm, files, workers=0, batch=batch)))
     timed("reading alone, here (decode, field of view, gradability)", lambda: sum(1 for _ in read_ahead(files, 0)))
-    return {"weights": weights, "folder": str(folder), "images": len(files), "threads": torch.get_num_threads(), "runs": runs,
+    return {"weights": weights, "folder": str(folder), "images": len(files), "threads": torch.get_num_threads(),
+            "device": describe(lm.device), "runs": runs,
             "size": list(Image.open(files[0]).size)}
 
 
 def grade_report(r: dict[str, Any]) -> str:
     base = r["runs"][0]["images_per_s"]
     lines = [f"bench --grade: weights '{r['weights']}', {r['images']} photographs (the first {r['size'][0]}x{r['size'][1]}), "
-             f"{r['threads']} torch threads in this process"]
+             f"{r['threads']} torch threads in this process, device {r.get('device', 'cpu')}"]
     lines += [f"  {run['label']:<58} {run['images_per_s']:6.2f} images/s  ({run['seconds']:.1f} s, "
               f"{run['images_per_s'] / base:.2f}x the first)" for run in r["runs"]]
     return "\n".join(lines)

@@ -52,6 +52,7 @@ class Explanation:
         self.features = prop.features
         self.bias = prop.bias
         self.activations = prop.activations
+        self.device = prop.device  # the transport to input space runs there too
         self.input_map = prop.input_map
         self._layers = {
             spec.index: LayerMaps(spec, prop.input_dependent[spec.index - 1], prop.constant[spec.index - 1])
@@ -136,7 +137,7 @@ class Explanation:
         if grade is None:
             return self._all(lambda g: self.in_input_space(index, part, g))
         g = self._grade(grade)
-        return self._cached((index, part, g), lambda: to_input_space(getattr(maps, part)[g], maps.spec))
+        return self._cached((index, part, g), lambda: to_input_space(getattr(maps, part)[g], maps.spec, device=self.device))
 
     def _constants_sum(self, first: int, g: int) -> np.ndarray:
         acc = np.zeros(self.input_map.shape[1:], np.float64)
@@ -353,8 +354,7 @@ def explain(model: LoadedModel, fundus: Fundus, precision: Precision = "float32"
     """
     if fundus.image.shape != (INPUT_SIZE, INPUT_SIZE, 3):
         raise ValueError(f"fundus image must be {INPUT_SIZE}x{INPUT_SIZE}x3, got {fundus.image.shape}")
-    # The input goes where the network lives (a GPU when batch placed it there).
-    x = model.normalisation.to_tensor(fundus.image).to(next(model.network.parameters()).device)
+    x = model.normalisation.to_tensor(fundus.image)  # propagate takes it where the network is
     return Explanation(propagate(model.network, x, precision=precision), fundus, model.name, model.sha256, model.meta)
 
 
@@ -398,13 +398,13 @@ def feature_map(model: LoadedModel, fundus: Fundus, grade: int, feature: int) ->
     feature = _index(feature, "feature", w.shape[1])
     if fundus.image.shape != (INPUT_SIZE, INPUT_SIZE, 3):
         raise ValueError(f"fundus image must be {INPUT_SIZE}x{INPUT_SIZE}x3, got {fundus.image.shape}")
-    x = model.normalisation.to_tensor(fundus.image).to(next(model.network.parameters()).device)
+    x = model.normalisation.to_tensor(fundus.image)
     start = np.zeros((1, w.shape[1]), np.float64)  # propagate casts it to its arithmetic, exactly
     start[0, feature] = w[grade, feature].item()
     prop = propagate(model.network, x, start=start)
     constants = np.zeros(prop.input_map.shape[1:], np.float64)
     for spec in CONV_LAYERS:
-        constants += to_input_space(prop.constant[spec.index - 1][0], spec)
+        constants += to_input_space(prop.constant[spec.index - 1][0], spec, device=prop.device)
     input_map = prop.input_map[0]
     total = (input_map.astype(np.float64) + constants).astype(np.float32)
     score = float(prop.features[grade, feature])

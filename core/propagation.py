@@ -39,6 +39,7 @@ class Propagation:
     constant: list[np.ndarray]  # [L-1] -> (5, H_L, W_L)
     input_map: np.ndarray  # (5, H, W), RGB summed
     activations: np.ndarray  # (64,) layer-16 inputs f_j
+    device: str = "cpu"  # where it ran (the network's device); the arrays are on the CPU
 
 
 @dataclass
@@ -60,7 +61,7 @@ def _forward(
     ``grade`` writes equal the explanation's to the last bit, not only to rounding.
     """
     blocks: list[_Block] = []
-    h = x.to(dtype).contiguous(memory_format=fmt)
+    h = x.to(device=model.linear.weight.device, dtype=dtype).contiguous(memory_format=fmt)  # where the network is
     for spec, (conv, bn) in zip(CONV_LAYERS, model.blocks(), strict=True):
         const, scale = batchnorm_terms(conv, bn, dtype)
         weight = (conv.weight.to(dtype) * scale.view(-1, 1, 1, 1)).contiguous(memory_format=fmt)
@@ -138,7 +139,7 @@ def propagate(
     n = w_start.shape[0]
     blocks, feats, scores = _forward(model, x, fmt, dtype)
     feats, scores = feats[0], scores[0]
-    x = x.to(dtype).contiguous(memory_format=fmt)
+    x = x.to(device=w_lin.device, dtype=dtype).contiguous(memory_format=fmt)
 
     # Layer 16 and the proportional average pool: each of the positions p of
     # feature j receives w_cj * a(p) / area, i.e. lambda = w_cj / area.
@@ -167,6 +168,7 @@ def propagate(
         constant=constant,
         input_map=input_map.cpu().numpy().copy(),
         activations=feats.cpu().numpy().copy(),
+        device=str(w_lin.device),
     )
 
 

@@ -34,16 +34,19 @@ def spread_matrix(stride: int, offset: float, rf: int, hidden: int, size: int = 
     return torch.from_numpy(a)
 
 
-def to_input_space(maps: np.ndarray | torch.Tensor, spec: LayerSpec, size: int = INPUT_SIZE) -> np.ndarray:
+def to_input_space(maps: np.ndarray | torch.Tensor, spec: LayerSpec, size: int = INPUT_SIZE,
+                   device: torch.device | str | None = None) -> np.ndarray:
     """Take hidden maps (..., H, W) of layer ``spec`` to input space (..., size, size).
 
-    Each map's sum is preserved exactly (up to float rounding).
+    Each map's sum is preserved exactly (up to float rounding). ``device``: where the two
+    matrix products run (None: where ``maps`` is, the CPU for an array); the result is a
+    NumPy array on the CPU.
     """
-    m = torch.as_tensor(maps)
+    m = torch.as_tensor(maps, device=device)
     if m.shape[-1] != spec.hidden or m.shape[-2] != spec.hidden:
         raise ValueError(f"layer {spec.index} maps must be {spec.hidden}x{spec.hidden}, got {tuple(m.shape[-2:])}")
-    a = spread_matrix(spec.stride, spec.offset, spec.rf_paper, spec.hidden, size).to(m.dtype)
-    return (a.T @ m @ a).numpy()
+    a = spread_matrix(spec.stride, spec.offset, spec.rf_paper, spec.hidden, size).to(device=m.device, dtype=m.dtype)
+    return (a.T @ m @ a).cpu().numpy()
 
 
 def unit_centre(spec: LayerSpec, i: int) -> float:

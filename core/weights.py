@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .device import resolve as resolve_device
 from .errors import CoreError
 from .model import DRNet, count_parameters
 
@@ -376,6 +377,11 @@ class LoadedModel:
     path: Path
 
     @property
+    def device(self) -> torch.device:
+        """Where the network lives; ``explain`` and ``grade`` run there."""
+        return next(self.network.parameters()).device
+
+    @property
     def is_synthetic(self) -> bool:
         """Trained on synthetic images only: never for clinical use."""
         return bool(self.meta.get("synthetic", False))
@@ -480,11 +486,13 @@ def build_model(state: Mapping[str, torch.Tensor], widths: tuple[int, ...] | Non
     return model
 
 
-def load_weights(name_or_path: str | os.PathLike | None = None) -> LoadedModel:
-    """Load a registry entry by name, or a checkpoint file by path, verified.
+def load_weights(name_or_path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a registry entry by name, or a checkpoint file by path, verified, onto ``device``.
 
     ``None`` means the preferred entry available on this machine (``default_name``).
+    ``device``: see ``core.device.resolve`` (checked before the file is read).
     """
+    where = resolve_device(device)
     if name_or_path is None:
         name_or_path = default_name()
         if name_or_path is None:
@@ -514,7 +522,7 @@ def load_weights(name_or_path: str | os.PathLike | None = None) -> LoadedModel:
         norm = ckpt.normalisation or IMAGENET
         sha = sha256_of(path)
         name = path.name
-    model = build_model(ckpt.state_dict, ckpt.widths)
+    model = build_model(ckpt.state_dict, ckpt.widths).to(where)
     meta["num_params"] = count_parameters(model)
     meta["widths"] = list(model.widths)
     return LoadedModel(network=model, name=name, sha256=sha, normalisation=norm, meta=meta, path=path)

@@ -28,6 +28,10 @@ def model_section() -> core.LoadedModel | None:
     if name is not None:
         try:
             model = state.load_model(name)
+        except core.DeviceError as e:
+            st.error(f"This server cannot run the model where it was told to: {e}. Restart it with "
+                     "`--device cpu` or `--device auto`.")
+            st.stop()
         except core.WeightsError as e:
             problem = str(e)
     clicked = False

@@ -98,6 +98,8 @@ def draw_model_line(model: core.LoadedModel) -> None:
     meta = model.meta
     bits = [f"**Model:** {_cell(meta.get('title', model.name))}", _cell(core.card.headline(meta)),
             f"weights sha256 `{model.sha256[:12]}…`"]
+    if model.device.type != "cpu":
+        bits.append(f"running on {core.device.describe(model.device)}")
     st.markdown(" · ".join(bits))
 
 

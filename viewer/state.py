@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import atexit
 import csv
+import os
+import sys
 import threading
 import time
 import weakref
@@ -102,14 +104,27 @@ def keep_uploads_in_memory() -> None:
 
 
 def load_model(name: str) -> core.LoadedModel:
-    """The weights ``name`` (a registry name or a path), loaded once per process and file.
+    """The weights ``name`` (a registry name or a path), loaded once per process and file,
+    on the server's device (``page_device``).
 
     The cache key holds the checksum the file must have (a registry entry's sha256, or the
     file's own), so an entry or a file replaced behind the page is never served stale.
     """
     entry = core.REGISTRY.get(name)
     checksum = entry.sha256 if entry is not None else _file_checksum(name)
-    return _load_model(name, checksum)
+    return _load_model(name, checksum, page_device())
+
+
+def page_device(argv: list[str] | None = None) -> str:
+    """Where this server runs the model: ``streamlit run viewer/app.py -- --device cuda``
+    (or ``auto``), else $DR_DEVICE, else the CPU. Checked by ``core.load_weights``."""
+    args = sys.argv[1:] if argv is None else argv
+    for i, a in enumerate(args):
+        if a == "--device" and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith("--device="):
+            return a.split("=", 1)[1]
+    return os.environ.get(core.device.ENV_DEVICE, "").strip() or "cpu"
 
 
 def _file_checksum(path: str) -> str:
@@ -120,8 +135,8 @@ def _file_checksum(path: str) -> str:
 
 
 @st.cache_resource(show_spinner="Loading the model…")
-def _load_model(name: str, checksum: str) -> core.LoadedModel:
-    return core.load_weights(name)
+def _load_model(name: str, checksum: str, device: str) -> core.LoadedModel:
+    return core.load_weights(name, device=device)
 
 
 def forget_models() -> None:

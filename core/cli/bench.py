@@ -8,11 +8,13 @@ from pathlib import Path
 
 from ..bench import DEFAULT_IMAGE, grade_report, grade_speed, report, run
 from ..serialise import dumps
+from .common import add_device_argument
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("bench", help="time the explanation against a forward pass and Captum")
     b.add_argument("--weights", default="paper")
+    add_device_argument(b)
     b.add_argument("--image", default=str(DEFAULT_IMAGE))
     b.add_argument("--repeats", type=int, default=5)
     b.add_argument("--no-captum", action="store_true", help="skip the Captum comparison")
@@ -25,10 +27,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     if args.grade:
-        g = grade_speed(args.weights, Path(args.grade), limit=args.limit, pattern=args.pattern)
+        g = grade_speed(args.weights, Path(args.grade), limit=args.limit, pattern=args.pattern, device=args.device)
         print(dumps(g, indent=2) if args.json else grade_report(g))
         return 0
-    r = run(args.weights, Path(args.image), repeats=args.repeats, captum=not args.no_captum)
+    r = run(args.weights, Path(args.image), repeats=args.repeats, captum=not args.no_captum, device=args.device)
     print(dumps(r, indent=2) if args.json else report(r))
     sys.stdout.flush()
     return 0

@@ -7,6 +7,8 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from ..device import CHOICES_HELP
+
 EXIT_USER_ERROR = 2
 WEIGHTS_HELP = "registry name (paper, demo) or checkpoint path; default: paper if available, else demo"
 
@@ -26,6 +28,10 @@ def fail(msg: str) -> None:
 
 def add_weights_argument(p: argparse.ArgumentParser, default: str | None = None) -> None:
     p.add_argument("--weights", default=default, help=WEIGHTS_HELP)
+
+
+def add_device_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", help=f"where the model runs: {CHOICES_HELP}; default %(default)s")
 
 
 def progress_bar(name: str) -> Callable[[int, int | None], None]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from ..device import resolve as resolve_device
 from ..serialise import dumps
 from ..training import evaluate as evaluate_module
-from ..training.evaluate import evaluate, format_report, labelled_dataset, resolve_device
+from ..training.evaluate import evaluate, format_report, labelled_dataset
 from .common import add_weights_argument
 from .data_options import add_data_arguments
 

@@ -10,13 +10,14 @@ from ..explanation import explain
 from ..export import write_explanation
 from ..fundus import FundusReadError, read_fundus
 from ..weights import load_weights
-from .common import EXIT_USER_ERROR, add_weights_argument, fail, unique_stem
+from .common import EXIT_USER_ERROR, add_device_argument, add_weights_argument, fail, unique_stem
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("explain", help="grade images and write every layer's score maps")
     e.add_argument("images", nargs="+", help="fundus photographs")
     add_weights_argument(e)
+    add_device_argument(e)
     e.add_argument("--out", default="out", help="output folder (one subfolder per image)")
     e.add_argument("--k", type=float, default=2.0, help="threshold in standard deviations for the mask (default 2)")
     e.add_argument("--precision", choices=["float32", "float64"], default="float32",
@@ -25,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load_weights(args.weights)
+    model = load_weights(args.weights, device=args.device)
     status = 0
     used: set[str] = set()
     for path in args.images:

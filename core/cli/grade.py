@@ -22,7 +22,7 @@ from ..fundus import IMAGE_SUFFIXES
 from ..grading import grade_paths
 from ..model import GRADE_NAMES, N_GRADES, softmax
 from ..weights import load_weights
-from .common import add_weights_argument
+from .common import add_device_argument, add_weights_argument
 
 if TYPE_CHECKING:  # the annotation only
     from ..fundus import Assessment
@@ -38,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "they gain nothing, see python -m core bench --grade)")
     g.add_argument("--batch", type=int, default=1, help="photographs per forward pass (default %(default)s: on a CPU a "
                                                         "batch is not faster per photograph)")
+    add_device_argument(g)
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=run)
 
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         raise CoreError(f"{folder}: not a folder")
     if args.workers < 0 or args.batch < 1:
         raise OptionError("--workers must be >= 0 and --batch >= 1")
-    model = load_weights(args.weights)
+    model = load_weights(args.weights, device=args.device)
     files = list(iter_images(folder))
     if not files:
         raise CoreError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")

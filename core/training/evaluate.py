@@ -18,7 +18,6 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..errors import OptionError
 from ..model import GRADE_ABBREVIATIONS, N_GRADES
 from ..weights import IMAGENET, Normalisation, load_weights
 from . import metrics
@@ -33,15 +32,6 @@ from .datasets import (
     read_selected,
 )
 from .sampling import ShardSampler, batches
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when present, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise OptionError("--device cuda asked for, but PyTorch sees no CUDA device")
-    return torch.device(name)
 
 
 @torch.inference_mode()

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..device import resolve as resolve_device
 from ..errors import OptionError
 from ..model import CONV_LAYERS, DRNet, count_parameters
 from ..provenance import command_line
@@ -42,7 +43,7 @@ from .datasets import (
     read_selected,
     split_by_group,
 )
-from .evaluate import predict, resolve_device
+from .evaluate import predict
 from .losses import make_loss
 from .sampling import BalancedSampler, batches, preload
 
