@@ -22,7 +22,7 @@ from core.synthetic import generate  # noqa: E402
 from tests.conftest import require_real_data  # noqa: E402
 
 pytestmark = pytest.mark.slow
-N_REAL, N_SYNTHETIC = 6, 3
+N_REAL, N_SYNTHETIC = 3, 3
 N_ALL = N_REAL + N_SYNTHETIC + 1  # and one broken file
 
 

@@ -11,17 +11,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.cli_here import run_cli_here
 from tests.conftest import RETINA, ROOT
 
 
 def run_cli(*args, cwd=None):
+    """A fresh ``python -m core``: the entry point itself (the other tests run the same main here)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run([sys.executable, "-m", "core", *map(str, args)], capture_output=True, text=True, cwd=cwd or ROOT, env=env, timeout=300)
 
 
 @pytest.mark.paper
 def test_explain_writes_the_documented_files(tmp_path, paper_model):
-    r = run_cli("explain", RETINA, "--out", tmp_path, "--k", "2.5")
+    r = run_cli_here("explain", RETINA, "--out", tmp_path, "--k", "2.5")
     assert r.returncode == 0, r.stderr
     out = tmp_path / "retina"
     s = json.loads((out / "scores.json").read_text())
@@ -58,7 +60,7 @@ def test_unreadable_input_exits_2_with_one_line(tmp_path):
 
 
 def test_missing_weights_exit_2(tmp_path):
-    r = run_cli("explain", RETINA, "--weights", tmp_path / "none.pt", "--out", tmp_path)
+    r = run_cli_here("explain", RETINA, "--weights", tmp_path / "none.pt", "--out", tmp_path)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
 
@@ -78,7 +80,7 @@ def test_grade_folder_reports_bad_files_and_goes_on(tmp_path):
     Image.open(RETINA).resize((300, 300)).save(folder / "a.jpg")
     Image.open(RETINA).resize((200, 200)).save(folder / "sub" / "b.png")
     (folder / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    r = run_cli("grade", folder, "--csv", tmp_path / "g.csv", "--weights", _tiny(tmp_path), "--quiet")
+    r = run_cli_here("grade", folder, "--csv", tmp_path / "g.csv", "--weights", _tiny(tmp_path), "--quiet")
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader((tmp_path / "g.csv").read_text().splitlines()))
     assert [row["file"] for row in rows] == ["a.jpg", "c.png", "sub/b.png"]
@@ -97,9 +99,9 @@ def test_grade_folder_reports_bad_files_and_goes_on(tmp_path):
 
 
 def test_weights_list_and_verify(tmp_path):
-    r = run_cli("weights", "list")
+    r = run_cli_here("weights", "list")
     assert r.returncode == 0 and "paper" in r.stdout and "730173b0" in r.stdout
-    r = run_cli("weights", "verify", _tiny(tmp_path))
+    r = run_cli_here("weights", "verify", _tiny(tmp_path))
     assert r.returncode == 0 and "loads strictly" in r.stdout
 
 

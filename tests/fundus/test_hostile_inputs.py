@@ -29,6 +29,7 @@ import core
 from core.fundus import MAX_PIXELS, UNEXPECTED_FAILURE, Fundus, FundusReadError, read_fundus
 from core.model import DRNet
 from core.weights import PAPER, save_checkpoint
+from tests.cli_here import run_cli_here
 from tests.fundus.hostile_corpus import BOMB_SIDE, Case, WriteRecorder, changed, corpus, listing, representative_third
 from tests.viewer.page_models import BANNER
 
@@ -424,18 +425,13 @@ def test_cli_refuses_hostile_weights_in_one_line(tmp_path):
     for kind, (path, words) in {**files, "tampered": ("paper", "fails its sha256 check")}.items():
         runs[(kind, "verify")] = (["weights", "verify", path], words)
         runs[(kind, "explain")] = (["explain", image, "--weights", path, "--out", tmp_path / f"out-{kind}"], words)
-    # All at once: each is a fresh interpreter importing torch.
-    procs = {key: subprocess.Popen([sys.executable, "-m", "core", *map(str, argv)], cwd=tmp_path, text=True,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   env=dict(os.environ, PYTHONPATH=str(ROOT), **env))
-             for key, (argv, _) in runs.items()}
+    # In this process (the same main as python -m core; tests/cli/test_cli.py runs the entry point itself).
     problems = []
-    for key, p in procs.items():
-        out, err = p.communicate(timeout=300)
-        words = runs[key][1]
-        lines = err.strip().splitlines()
-        if p.returncode != 2 or len(lines) != 1 or "Traceback" in err or words not in err or not lines[0].startswith("error: "):
-            problems.append(f"{key}: exit {p.returncode}, stderr {err!r}, stdout {out!r}")
+    for key, (argv, words) in runs.items():
+        r = run_cli_here(*argv, cwd=tmp_path, env=env)
+        lines = r.stderr.strip().splitlines()
+        if r.returncode != 2 or len(lines) != 1 or "Traceback" in r.stderr or words not in r.stderr or not lines[0].startswith("error: "):
+            problems.append(f"{key}: exit {r.returncode}, stderr {r.stderr!r}, stdout {r.stdout!r}")
     assert not problems, "\n".join(problems)
     assert not (tmp_path / "pwned").exists(), "the pickle payload ran"
     assert not any(tmp_path.glob("out-*")), "an output folder was made for refused weights"

@@ -32,6 +32,8 @@ def test_command_writes_the_documented_json(tiny, tmp_path):
             assert set(cell) == {"value", "low", "high", "n"}
             assert cell["low"] <= cell["value"] <= cell["high"]
     assert doc["methods"]["integrated_gradients"]["auc_predicted"]["n"] <= 1
+    assert doc["methods"]["lrp_epsilon"]["auc_predicted"]["n"] <= 1  # LRP runs on the Integrated Gradients subset
+    assert doc["methods"]["lesion_view"]["auc_true"]["n"] >= 1
     assert "deletion_predicted" in doc["methods"]["paper_total"] and "insertion_predicted" in doc["methods"]["gradcam"]
     assert not any(k.startswith(("deletion", "insertion")) and k.endswith("_true") for k in doc["methods"]["gradcam"])
     assert set(doc["timings_s"]) == set(names)

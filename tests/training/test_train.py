@@ -48,7 +48,7 @@ def test_tiny_run_lowers_the_loss_and_saves_a_checkpoint(tmp_path):
 
 
 def test_resume_continues_the_same_run(tmp_path):
-    common = ["--synthetic", "10", "--seed", "1", "--val", "0", "--batch-size", "4", "--max-steps", "2", *TINY]
+    common = ["--synthetic", "4", "--seed", "1", "--val", "0", "--batch-size", "2", "--max-steps", "2", *TINY]
     straight, halves = tmp_path / "a" / "m.pt", tmp_path / "b" / "m.pt"
     assert main(["train", *common, "--epochs", "2", "--out", str(straight)]) == 0
     assert main(["train", *common, "--epochs", "1", "--out", str(halves)]) == 0

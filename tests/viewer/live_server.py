@@ -24,7 +24,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 UPLOAD = '[data-testid="stFileUploader"] input[type=file]'
 
-__all__ = ["CHROMIUM_ARGS", "HAS_TEXT", "REPO", "SETTLED", "UPLOAD", "chromium_path", "free_port", "peak_rss_mb", "serve",
+__all__ = ["CHROMIUM_ARGS", "HAS_TEXT", "REPO", "SETTLED", "UPLOAD", "chromium_path", "download", "free_port", "peak_rss_mb", "serve",
            "wait_healthy", "wait_quiet"]
 
 CHROMIUM_ARGS = [
@@ -45,6 +45,27 @@ SETTLED = """() => {
   return [...document.images].every(i => i.complete && i.naturalWidth > 0);
 }"""
 HAS_TEXT = """([selector, text]) => [...document.querySelectorAll(selector)].some(e => e.innerText.includes(text))"""
+
+
+def download(page, button, *, attempts: int = 3, timeout_ms: int = 45_000):
+    """Click a download ``button`` (a locator, or its accessible name) and return Playwright's Download.
+
+    Streamlit revokes a deferred download's file id whenever a rerun redraws the button; a
+    click that lands on the old id gets nothing back, and a person simply clicks again. So
+    does this: wait for the page to settle, click, and try again (``attempts`` in all)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    locator = page.get_by_role("button", name=button) if isinstance(button, str) else button
+    for attempt in range(attempts):
+        page.wait_for_function(SETTLED, timeout=120_000)
+        try:
+            with page.expect_download(timeout=timeout_ms) as dl:
+                locator.click()
+            return dl.value
+        except PlaywrightTimeout:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def free_port() -> int:

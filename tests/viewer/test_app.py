@@ -149,6 +149,7 @@ def test_scores_probabilities_and_grade_equal_core(page, core_result):
     assert any("original 1411×1411" in c for img in page.image for c in img.captions)
 
 
+@pytest.mark.parametrize("page_model", ["idrid"], indirect=True)  # the slider is the same page code for any weights
 def test_layer_slider_every_value(page, core_result):
     exp = core_result
     g = exp.grade

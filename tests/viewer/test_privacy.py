@@ -50,7 +50,17 @@ from PIL import Image
 import core
 from core.fundus import decode_image
 from tests.dicom_files import dataset, save
-from tests.viewer.live_server import CHROMIUM_ARGS, HAS_TEXT, REPO, SETTLED, UPLOAD, chromium_path, serve, wait_quiet
+from tests.viewer.live_server import (
+    CHROMIUM_ARGS,
+    HAS_TEXT,
+    REPO,
+    SETTLED,
+    UPLOAD,
+    chromium_path,
+    download,
+    serve,
+    wait_quiet,
+)
 from tests.viewer.walkthrough import exam_upload
 
 CONFIG = REPO / ".streamlit" / "config.toml"
@@ -321,10 +331,7 @@ def test_no_image_bytes_are_written_anywhere(page_model, tmp_path, monkeypatch, 
                     page.keyboard.press("Escape")
                     page.wait_for_function(SETTLED, timeout=60_000)
                     for label in ("scores.json", "Current map (PNG)"):
-                        page.wait_for_function(SETTLED, timeout=120_000)
-                        with page.expect_download(timeout=120_000) as dl:
-                            page.get_by_role("button", name=label).click()
-                        assert Path(dl.value.path()).stat().st_size > 0
+                        assert Path(download(page, label).path()).stat().st_size > 0
                     # the screening exam: a DICOM photograph with a patient's name, its result and its report
                     page.locator(".st-key-mode button", has_text="Screening exam").click()
                     page.wait_for_selector(exam_upload("left"), state="attached", timeout=60_000)
@@ -333,15 +340,10 @@ def test_no_image_bytes_are_written_anywhere(page_model, tmp_path, monkeypatch, 
                     page.wait_for_function(HAS_TEXT, arg=[".st-key-exam_result h3", "Patient:"], timeout=180_000)
                     page.wait_for_function(SETTLED, timeout=120_000)
                     assert page.locator(".st-key-exam_name input").input_value() == f"{family}, Fictitia"
-                    with page.expect_download(timeout=120_000) as dl:
-                        page.get_by_role("button", name="PDF report").click()
-                    assert Path(dl.value.path()).read_bytes().startswith(b"%PDF-")
+                    assert Path(download(page, "PDF report").path()).read_bytes().startswith(b"%PDF-")
                     pm = page.get_by_role("button", name="Parametric Map (DICOM)")
                     if pm.count():  # where core can make one (core.exam.dicom_out)
-                        page.wait_for_function(SETTLED, timeout=60_000)
-                        with page.expect_download(timeout=120_000) as dl:
-                            pm.click()
-                        assert Path(dl.value.path()).read_bytes()[128:132] == b"DICM"
+                        assert Path(download(page, pm).path()).read_bytes()[128:132] == b"DICM"
                 page.wait_for_function(SETTLED, timeout=60_000)
                 body = page.locator("body").inner_text()
                 assert "Traceback" not in body and "cannot be graded" not in body

@@ -29,7 +29,7 @@ import pytest
 
 import core
 from core.marks import Mark
-from tests.viewer.live_server import CHROMIUM_ARGS, HAS_TEXT, REPO, SETTLED, UPLOAD, chromium_path, serve
+from tests.viewer.live_server import CHROMIUM_ARGS, HAS_TEXT, REPO, SETTLED, UPLOAD, chromium_path, download, serve
 from tests.viewer.page_models import BUNDLED, model_env
 from viewer.reading import fmt
 
@@ -171,9 +171,7 @@ def table_rows(pg) -> list[list[str]]:
 
 
 def scores_json(pg) -> dict:
-    with pg.expect_download() as dl:
-        pg.get_by_role("button", name="scores.json (with your grade and marks)").click()
-    data = json.loads(Path(dl.value.path()).read_text())
+    data = json.loads(Path(download(pg, "scores.json (with your grade and marks)").path()).read_text())
     settle(pg)
     return data
 

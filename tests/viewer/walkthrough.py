@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 import core
-from tests.viewer.live_server import CHROMIUM_ARGS, HAS_TEXT, REPO, SETTLED, UPLOAD
+from tests.viewer.live_server import CHROMIUM_ARGS, HAS_TEXT, REPO, SETTLED, UPLOAD, download
 from viewer import render
 
 RETINA = REPO / "tests" / "data" / "retina.jpg"
@@ -152,9 +152,7 @@ def full_scenario(page, url: str, exp: core.Explanation, shots: Path) -> list[Pa
     saved = [full_page_shot(page, shots, SHOT_NAMES[0])]
 
     # ---- scores.json as the CLI writes it
-    with page.expect_download() as dl:
-        page.get_by_role("button", name="scores.json").click()
-    data = json.loads(Path(dl.value.path()).read_text())
+    data = json.loads(Path(download(page, "scores.json").path()).read_text())
     assert data["scores"] == pytest.approx([float(s) for s in exp.scores], rel=1e-6)
     settle(page)
 
@@ -196,10 +194,9 @@ def full_scenario(page, url: str, exp: core.Explanation, shots: Path) -> list[Pa
     assert not page.locator(".st-key-overlay input[type=checkbox]").is_checked()
     page.keyboard.press("Escape")  # close the popover
     # the current map as a PNG (made only when clicked)
-    with page.expect_download() as dl:
-        page.get_by_role("button", name="Current map (PNG)").click()
-    assert dl.value.suggested_filename == f"map-grade{exp.grade}-layerinput.png"
-    with Image.open(dl.value.path()) as png:
+    dl = download(page, "Current map (PNG)")
+    assert dl.suggested_filename == f"map-grade{exp.grade}-layerinput.png"
+    with Image.open(dl.path()) as png:
         assert png.format == "PNG" and png.width == 640
     settle(page)
     saved.append(full_page_shot(page, shots, SHOT_NAMES[1]))
