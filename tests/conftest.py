@@ -68,3 +68,13 @@ def paper_explanation(paper_model, retina_fundus):
     import core
 
     return core.explain(paper_model, retina_fundus)
+
+
+def pytest_configure(config):
+    """The test process explains hundreds of photographs: keep glibc's large blocks, as
+    ``python -m core`` does (core/allocator.py), instead of faulting them in again each time.
+    Tests that measure the allocator run their own fresh processes."""
+    if os.environ.get("DR_TEST_PLAIN_ALLOCATOR") != "1":
+        from core.allocator import keep_large_blocks
+
+        keep_large_blocks()
