@@ -42,7 +42,7 @@ def resolve(name: str | torch.device | None = None) -> torch.device:
             raise DeviceError(f"device {name!r}: expected {CHOICES_HELP}")
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise DeviceError(f"device {name!r}: this machine has no CUDA GPU (use --device cpu or auto)")
+            raise DeviceError(f"device {name!r}: this machine has no CUDA GPU (cpu or auto run anywhere)")
         if index and int(index) >= count:
             raise DeviceError(f"device {name!r}: this machine has {count} CUDA GPU(s), numbered from 0")
         torch.backends.cuda.matmul.allow_tf32 = False

@@ -29,8 +29,8 @@ def model_section() -> core.LoadedModel | None:
         try:
             model = state.load_model(name)
         except core.DeviceError as e:
-            st.error(f"This server cannot run the model where it was told to: {e}. Restart it with "
-                     "`--device cpu` or `--device auto`.")
+            st.error(f"The model cannot start on this server, so no photograph can be graded here: {e}. "
+                     "Whoever runs the server can restart it with `--device cpu` or `--device auto`.")
             st.stop()
         except core.WeightsError as e:
             problem = str(e)
