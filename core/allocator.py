@@ -22,17 +22,37 @@ LARGE = 1 << 30  # blocks up to 1 GB come from the heap and are reused
 TRIM = 1 << 30  # free memory at the heap's top is returned only beyond 1 GB
 
 
-def keep_large_blocks() -> bool:
-    """Raise glibc's mmap and trim thresholds for this process; False (and nothing
-    changed) on another C library or platform."""
+def _mallopt():
+    """glibc's mallopt, or None on another C library or platform."""
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):  # musl or no libc.so.6: leave the allocator as it is
-        return False
+        return None
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return mallopt(_M_MMAP_THRESHOLD, LARGE) == 1 and mallopt(_M_TRIM_THRESHOLD, TRIM) == 1
+    return mallopt
 
 
-__all__ = ["keep_large_blocks"]
+def keep_large_blocks() -> bool:
+    """Raise glibc's mmap and trim thresholds for this process; False (and nothing
+    changed) on another C library or platform."""
+    mallopt = _mallopt()
+    return mallopt is not None and mallopt(_M_MMAP_THRESHOLD, LARGE) == 1 and mallopt(_M_TRIM_THRESHOLD, TRIM) == 1
+
+
+def release_free_memory() -> bool:
+    """Hand every arena's free pages back to the kernel now (glibc's ``malloc_trim``): after a
+    large temporary job in a long-lived, many-threaded process. False where there is no glibc."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    return True
+
+
+__all__ = ["keep_large_blocks", "release_free_memory"]

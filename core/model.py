@@ -166,10 +166,10 @@ def batchnorm_terms(conv: nn.Conv2d, bn: nn.BatchNorm2d, dtype: torch.dtype = to
 
 def plain_copy(model: DRNet) -> DRNet:
     """An independent copy in PyTorch's default layout, eval mode, no gradients for its
-    parameters: what a benchmark's baseline or a peer method may modify freely."""
+    parameters, on the model's device: what a benchmark's baseline or a peer method may modify freely."""
     plain = DRNet(model.widths)
     plain.load_state_dict(model.state_dict())
-    plain.eval()
+    plain.eval().to(next(model.parameters()).device)
     for p in plain.parameters():
         p.requires_grad_(False)
     return plain
@@ -188,4 +188,4 @@ def folded_copy(model: DRNet) -> DRNet:
                 conv.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
                 conv.bias.copy_(const)
                 seq[i + 1] = nn.Identity()
-    return fast.to(next(model.parameters()).device)
+    return fast

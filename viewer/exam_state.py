@@ -19,6 +19,7 @@ import streamlit as st
 
 import core
 from core import pictures as draw
+from core.allocator import release_free_memory
 from core.exam import Exam, PatientDetails
 
 from . import pictures as pic
@@ -75,6 +76,7 @@ def explain(model: core.LoadedModel, fundus: core.Fundus, what: str) -> Explaine
     if key not in cache:
         with st.spinner(f"The model is grading {what}…"), EXPLAIN_SLOTS:
             cache[key] = Explained(key, core.explain(model, fundus))
+        release_free_memory()  # the propagation's temporaries go back to the kernel (state.explain)
     return cache[key]
 
 

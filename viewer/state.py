@@ -26,13 +26,18 @@ from typing import Any, TypeVar
 import streamlit as st
 
 import core
+from core.allocator import release_free_memory
 from core.marks import Mark
 
 from .controls import InputChoice, Reference
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES_DIR = ROOT / "assets" / "samples"
-MAX_CONCURRENT = 2  # explanations at once (this machine has 2 cores, ~1 GB each at peak)
+# Explanations at once in the whole server. Each uses every core (torch's threads) and ~0.7 GB
+# at its peak, so more at once only pays with many cores: on 2 cores, 8 users uploading at the
+# same moment were all served in 39 s with one slot against 49 s with two, at a peak of 1.5
+# against 1.8 GB (python -m tests.viewer.users_bench).
+MAX_CONCURRENT = max(1, (os.cpu_count() or 1) // 4)
 EXPLAIN_SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT)
 
 MAX_PICTURES = 120  # encoded pictures kept per session
@@ -319,6 +324,7 @@ def explain(model: core.LoadedModel, fundus: core.Fundus) -> tuple[Result, bool]
     st.session_state.pop(_RESULT, None)  # never show the previous image's result
     with st.spinner("The model is grading the image and tracing every score back to the pixels…"), EXPLAIN_SLOTS:
         res = Result(key=key, exp=core.explain(model, fundus))
+    release_free_memory()  # the propagation's temporaries (~0.7 GB) go back to the kernel, not to this thread's arena
     res.exp.limit_layer_maps(MAX_LAYER_MAPS)
     st.session_state[_RESULT] = res
     return res, True

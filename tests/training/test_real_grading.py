@@ -40,11 +40,12 @@ def test_kappa_on_a_fixed_subset_of_idrid_grading(real, tmp_path):
 
 
 def test_grade_on_the_segmentation_photographs(real, tmp_path):
-    """Part A has no published grade, but every photograph has marked lesions: DR is present."""
-    photos = sorted((real / "idrid-segmentation-train").glob("IDRiD_[0-9][0-9].jpg"))  # not the mask TIFFs
+    """Part A has no published grade, but every photograph has marked lesions: DR is present.
+    Every second photograph (27 of 54, full size: the reading is most of the time)."""
+    photos = sorted((real / "idrid-segmentation-train").glob("IDRiD_[0-9][0-9].jpg"))[::2]  # not the mask TIFFs
     rows = grade_files(photos, tmp_path, "segmentation", "paper")
-    assert len(rows) == 54 and not any(r["error"] for r in rows)
+    assert len(rows) == 27 and not any(r["error"] for r in rows)
     grades = np.array([int(r["grade"]) for r in rows])
     share = float((grades >= 1).mean())
-    print(f"REAL idrid-segmentation n=54 graded>=1 share={share:.3f} per grade {np.bincount(grades, minlength=5).tolist()}")
+    print(f"REAL idrid-segmentation n=27 graded>=1 share={share:.3f} per grade {np.bincount(grades, minlength=5).tolist()}")
     assert share >= LESION_SHARE_BOUND, share

@@ -13,73 +13,41 @@ How the viewer shares work between sessions (viewer/state.py):
 
 The tests check each point: threads explaining different images on one model give the
 sequential results and leave every parameter and buffer untouched (values and version
-counters); two AppTest sessions keep their own results; and five browser contexts on one
-server upload different photographs at the same moment and each sees its own scores.
-The AppTest sessions run with the bundled model (always) and with the published weights
-(``paper``, where present); in the browser, five clinicians use the bundled model (the
-published weights' page path is test_browser's smoke test).
+counters); two AppTest sessions keep their own results; and three browser contexts on one
+server (more than the explanation slots: one on 2 cores) upload different photographs at the same moment
+and each sees its own scores. Both use the bundled model: sharing and isolation are the same
+page code for any weights (the published weights' page path is test_browser's smoke test;
+eight users with them: ``python -m tests.viewer.users_bench``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 import itertools
 import os
 import re
 import sys
 import threading
-import time
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageEnhance
 from streamlit.testing.v1 import AppTest
 
 import core
 from core.weights import save_checkpoint
 from tests.direct_propagation import random_network
-from tests.viewer.live_server import CHROMIUM_ARGS, HAS_TEXT, REPO, SETTLED, UPLOAD, chromium_path, peak_rss_mb, serve
+from tests.viewer.clinicians import all_at_once, eight_photographs
+from tests.viewer.live_server import REPO, chromium_path, peak_rss_mb, serve
 from tests.viewer.page_models import BANNER
 from viewer import render
 
 APP = REPO / "viewer" / "app.py"
 RETINA = REPO / "tests" / "data" / "retina.jpg"
-SYNTHETIC = REPO / "assets" / "samples" / "synthetic"
-CLINICIANS = {"idrid": 3, "paper": 2}  # browser contexts at once, per model (more than the 2 explanation slots)
+CLINICIANS = {"idrid": 3, "paper": 2}  # browser contexts at once, per model (more than the explanation slots)
 
 
 fmt = render.fmt_score  # the page's formatter, pinned in test_pieces.py
-
-
-def encode(im: Image.Image, fmt_: str = "JPEG", **kw) -> bytes:
-    buf = io.BytesIO()
-    im.save(buf, fmt_, **kw)
-    return buf.getvalue()
-
-
-def eight_photographs() -> dict[str, tuple[bytes, str]]:
-    """Eight genuinely different inputs: the real photograph, transformed, and two synthetic samples."""
-    src = Image.open(RETINA).convert("RGB")
-    w, h = src.size
-    out = {
-        "original.jpg": (RETINA.read_bytes(), "image/jpeg"),
-        "mirrored.png": (encode(src.transpose(Image.Transpose.FLIP_LEFT_RIGHT), "PNG"), "image/png"),
-        "rotated.jpg": (encode(src.transpose(Image.Transpose.ROTATE_90), quality=92), "image/jpeg"),
-        "flipped.jpg": (encode(src.transpose(Image.Transpose.FLIP_TOP_BOTTOM), quality=92), "image/jpeg"),
-        "brighter.png": (encode(ImageEnhance.Brightness(src).enhance(1.35), "PNG"), "image/png"),
-        "more-colour.jpg": (encode(ImageEnhance.Color(src).enhance(1.3), quality=92), "image/jpeg"),
-    }
-    for name in ("grade3.jpg", "grade4.jpg"):
-        path = SYNTHETIC / name
-        if path.is_file():
-            out[f"synthetic-{name}"] = (path.read_bytes(), "image/jpeg")
-    extra = iter([("blurred.jpg", src.resize((w // 3, h // 3)).resize((w, h))), ("darker.jpg", ImageEnhance.Brightness(src).enhance(0.7))])
-    while len(out) < 8:  # without the synthetic samples, two more transformations
-        name, im = next(extra)
-        out[name] = (encode(im, quality=92), "image/jpeg")
-    return out
 
 
 # ----------------------------------------------------------------------------- the model is shared read-only
@@ -188,53 +156,6 @@ def test_two_sessions_keep_their_own_results(page_model):
 # ----------------------------------------------------------------------------- several clinicians, one server
 
 
-async def _one_clinician(page, name: str, data: bytes, mime: str, start: asyncio.Event) -> dict:
-    await start.wait()
-    t0 = time.perf_counter()
-    await page.set_input_files(UPLOAD, files=[{"name": name, "mimeType": mime, "buffer": data}])
-    uploaded = time.perf_counter() - t0
-    await page.wait_for_function(HAS_TEXT, arg=["p", "Conservation:"], timeout=240_000)
-    await page.wait_for_function("() => document.querySelectorAll('.st-key-reading .stPlotlyChart image').length >= 2"
-                                 " && document.querySelectorAll('[data-testid=stImage] img').length >= 4", timeout=240_000)
-    await page.wait_for_function(SETTLED, timeout=240_000)
-    done = time.perf_counter() - t0
-    table = page.locator("table", has=page.locator("th", has_text="Probability"))
-    rows = [[c.strip() for c in await table.locator("tbody tr").nth(g).locator("td").all_inner_texts()] for g in range(5)]
-    body = await page.locator("body").inner_text()
-    captions = await page.locator('[data-testid="stImageCaption"], [data-testid="caption"]').all_inner_texts()
-    return {"name": name, "rows": rows, "body": body, "captions": captions, "uploaded_s": uploaded, "done_s": done,
-            "exceptions": await page.locator('[data-testid="stException"]').count()}
-
-
-async def _all_at_once(chromium: str, url: str, photos: dict[str, tuple[bytes, str]]) -> tuple[list[dict], float]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
-        try:
-            contexts = [await browser.new_context(viewport={"width": 1400, "height": 900}) for _ in photos]
-            pages = [await c.new_page() for c in contexts]
-            await asyncio.gather(*(p.goto(url) for p in pages))
-            await asyncio.gather(*(p.wait_for_selector(UPLOAD, state="attached", timeout=120_000) for p in pages))
-            await asyncio.gather(*(p.wait_for_function(SETTLED, timeout=120_000) for p in pages))
-            start = asyncio.Event()
-            tasks = [asyncio.create_task(_one_clinician(p, n, d, m, start))
-                     for p, (n, (d, m)) in zip(pages, photos.items(), strict=True)]
-            t0 = time.perf_counter()
-            start.set()
-            results = await asyncio.gather(*tasks)
-            total = time.perf_counter() - t0
-            # once all are done, each page still shows its own numbers (no late cross-talk)
-            for p, r in zip(pages, results, strict=True):
-                table = p.locator("table", has=p.locator("th", has_text="Probability"))
-                again = [[c.strip() for c in await table.locator("tbody tr").nth(g).locator("td").all_inner_texts()]
-                         for g in range(5)]
-                assert again == r["rows"], r["name"]
-            return results, total
-        finally:
-            await browser.close()
-
-
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.parametrize("page_model", ["idrid"], indirect=True)  # the published weights' page path: test_browser's smoke
@@ -255,7 +176,7 @@ def test_clinicians_at_once(page_model, tmp_path):
             expected[name] = (exp.grade, [fmt(float(s)) for s in exp.scores], exp.fundus.original_size)
         assert len({tuple(v[1]) for v in expected.values()}) == users, "the inputs must have different scores"
         rss_idle, _ = peak_rss_mb(proc.pid)
-        results, total = asyncio.run(_all_at_once(chromium, f"http://127.0.0.1:{port}/", photos))
+        results, total = asyncio.run(all_at_once(chromium, f"http://127.0.0.1:{port}/", photos))
         rss_now, peak = peak_rss_mb(proc.pid)
     log = (tmp_path / "server.log").read_text(errors="replace")
     print(f"CONCURRENCY model={page_model.name} users={users} total_s={total:.1f} slowest_s={max(r['done_s'] for r in results):.1f} "
