@@ -13,7 +13,9 @@ not, because its sessions' threads each have an arena that would keep its peak f
 from __future__ import annotations
 
 import ctypes
+import functools
 import sys
+from collections.abc import Callable
 
 # mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -22,35 +24,32 @@ LARGE = 1 << 30  # blocks up to 1 GB come from the heap and are reused
 TRIM = 1 << 30  # free memory at the heap's top is returned only beyond 1 GB
 
 
-def _mallopt():
-    """glibc's mallopt, or None on another C library or platform."""
+@functools.cache
+def _glibc(name: str, *argtypes: type) -> Callable[..., int] | None:
+    """glibc's function ``name`` (returning int), looked up once; None on another C library or platform."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
+        fn = getattr(ctypes.CDLL("libc.so.6"), name)
     except (OSError, AttributeError):  # musl or no libc.so.6: leave the allocator as it is
         return None
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return mallopt
+    fn.argtypes, fn.restype = list(argtypes), ctypes.c_int
+    return fn
 
 
 def keep_large_blocks() -> bool:
     """Raise glibc's mmap and trim thresholds for this process; False (and nothing
     changed) on another C library or platform."""
-    mallopt = _mallopt()
+    mallopt = _glibc("mallopt", ctypes.c_int, ctypes.c_int)
     return mallopt is not None and mallopt(_M_MMAP_THRESHOLD, LARGE) == 1 and mallopt(_M_TRIM_THRESHOLD, TRIM) == 1
 
 
 def release_free_memory() -> bool:
     """Hand every arena's free pages back to the kernel now (glibc's ``malloc_trim``): after a
     large temporary job in a long-lived, many-threaded process. False where there is no glibc."""
-    if not sys.platform.startswith("linux"):
+    trim = _glibc("malloc_trim", ctypes.c_size_t)
+    if trim is None:
         return False
-    try:
-        trim = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return False
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     trim(0)
     return True
 

@@ -83,7 +83,7 @@ def select(arrays: Callable[[tuple[str, str, str]], tuple[np.ndarray, np.ndarray
             continue
         folds.append({"chosen_on": [int(i) for i in half], "chosen": chosen.name,
                       "score_on_other_half": mean(chosen, other), "overall_winner_on_other_half": mean(winner, other)})
-    ranking = sorted(specs, key=lambda s: -(mean(s) if mean(s) is not None else -1.0))
+    ranking = sorted(specs, key=lambda s: -(m if (m := mean(s)) is not None else -1.0))
     return {
         "rule": RULE,
         "winner": winner.name if winner else None,
